@@ -1,0 +1,58 @@
+// conf/config.h — the Config value type: everything an untorn export is told.
+//
+// Owns: plain values only, with their defaults. A Config that came out of ConfigLoader has
+// passed validate() and so keeps these invariants:
+//   - backing.path is absolute and non-empty; backing.size is 0 ("use the file's size") or
+//     a multiple of device.logical_block_size;
+//   - L = logical_block_size is a power of two in [512, 65536];
+//   - A = atomic_write_unit_max is a power of two with L <= A <= 1 MiB;
+//   - native_atomic_unit is 0 ("probe it") or a power of two in [512, 1 MiB];
+//   - cache.folio_max is a power of two >= L; cache.size >= 2 * folio_max;
+//   - 0 <= dirty_background_ratio <= dirty_ratio <= 100, dirty_ratio >= 1;
+//   - journal.path is absolute (defaults to backing.path + ".journal").
+// The cache and journal sections are validated now and used by later layers.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace untorn {
+
+enum class CacheMode { writeback, writethrough, uncached };
+enum class JournalMode { automatic, always, never };
+
+const char* to_string(CacheMode mode);
+const char* to_string(JournalMode mode);
+
+struct Config {
+  struct Backing {
+    std::string path;
+    uint64_t size = 0;       // 0: take the existing file's size
+    bool resize = false;     // allow growing/shrinking an existing file to `size`
+    bool direct_io = true;   // O_DIRECT, with a logged fallback where refused
+  } backing;
+
+  struct Device {
+    uint32_t logical_block_size = 4096;           // L
+    uint32_t atomic_write_unit_max = 64 * 1024;   // A
+    uint64_t native_atomic_unit = 0;              // 0: probe the backing's device
+  } device;
+
+  struct Cache {
+    CacheMode mode = CacheMode::writeback;
+    uint64_t size = uint64_t{1} << 30;
+    uint64_t folio_max = uint64_t{2} << 20;
+    unsigned dirty_background_ratio = 10;
+    unsigned dirty_ratio = 40;
+    std::chrono::milliseconds dirty_expire{5000};
+    bool populate_on_read = true;
+  } cache;
+
+  struct Journal {
+    std::string path;   // empty until validated: then backing.path + ".journal"
+    JournalMode mode = JournalMode::automatic;
+  } journal;
+};
+
+}  // namespace untorn

@@ -1,0 +1,347 @@
+#include "conf/config_loader.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "conf/units.h"
+
+namespace untorn::conf {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+
+// Where a value came from, for messages: "disk.yaml line 4", "command line", "default".
+using Origin = std::string;
+
+// Thrown by a setter when the text is not a value of the key's type; carries what was
+// expected. The loader adds the key and the origin.
+struct BadValue {
+  std::string expected;
+};
+
+struct KeySpec {
+  std::string_view name;
+  std::string_view help;
+  // Parses `text` into `config`; relative paths are resolved against `base`.
+  std::function<void(Config&, const std::string& text, const fs::path& base)> set;
+};
+
+uint64_t want_size(const std::string& text) {
+  if (auto v = parse_size(text)) return *v;
+  throw BadValue{"a size such as 4096, 64K or 1G"};
+}
+
+uint64_t want_uint(const std::string& text, uint64_t max) {
+  auto v = parse_uint(text);
+  if (!v || *v > max) throw BadValue{"a whole number from 0 to " + std::to_string(max)};
+  return *v;
+}
+
+bool want_bool(const std::string& text) {
+  if (auto v = parse_bool(text)) return *v;
+  throw BadValue{"true or false"};
+}
+
+std::string want_path(const std::string& text, const fs::path& base) {
+  if (text.empty()) throw BadValue{"a file path"};
+  fs::path p(text);
+  if (p.is_relative()) p = base / p;
+  return p.lexically_normal().string();
+}
+
+uint32_t want_u32_size(const std::string& text) {
+  uint64_t v = want_size(text);
+  if (v > UINT32_MAX) throw BadValue{"a size below 4G"};
+  return static_cast<uint32_t>(v);
+}
+
+const std::vector<KeySpec>& key_specs() {
+  static const std::vector<KeySpec> specs = {
+      {"backing.path", "backing file (created sparse at backing.size if missing)",
+       [](Config& c, const std::string& t, const fs::path& b) { c.backing.path = want_path(t, b); }},
+      {"backing.size", "size of the device (e.g. 8G); 0 or unset: the existing file's size",
+       [](Config& c, const std::string& t, const fs::path&) { c.backing.size = want_size(t); }},
+      {"backing.resize", "allow resizing an existing backing file to backing.size (default false)",
+       [](Config& c, const std::string& t, const fs::path&) { c.backing.resize = want_bool(t); }},
+      {"backing.direct_io", "open the backing file with O_DIRECT (default true)",
+       [](Config& c, const std::string& t, const fs::path&) { c.backing.direct_io = want_bool(t); }},
+      {"device.logical_block_size", "L: logical block size, power of two 512..64K (default 4K)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.device.logical_block_size = want_u32_size(t);
+       }},
+      {"device.atomic_write_unit_max", "A: atomic write unit max, power of two L..1M (default 64K)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.device.atomic_write_unit_max = want_u32_size(t);
+       }},
+      {"device.native_atomic_unit",
+       "largest write the backing's storage never tears (default 0: probe it)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.device.native_atomic_unit = want_size(t);
+       }},
+      {"cache.mode", "writeback | writethrough | uncached (default writeback)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         if (t == "writeback") c.cache.mode = CacheMode::writeback;
+         else if (t == "writethrough") c.cache.mode = CacheMode::writethrough;
+         else if (t == "uncached") c.cache.mode = CacheMode::uncached;
+         else throw BadValue{"one of writeback, writethrough, uncached"};
+       }},
+      {"cache.size", "memory budget of the cache (default 1G)",
+       [](Config& c, const std::string& t, const fs::path&) { c.cache.size = want_size(t); }},
+      {"cache.folio_max", "largest folio, power of two >= L (default 2M)",
+       [](Config& c, const std::string& t, const fs::path&) { c.cache.folio_max = want_size(t); }},
+      {"cache.dirty_background_ratio", "percent of cache.size dirty that starts writeback (default 10)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.cache.dirty_background_ratio = static_cast<unsigned>(want_uint(t, 100));
+       }},
+      {"cache.dirty_ratio", "percent of cache.size dirty at which writers wait (default 40)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.cache.dirty_ratio = static_cast<unsigned>(want_uint(t, 100));
+       }},
+      {"cache.dirty_expire", "age at which dirty data is written back (default 5s)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         auto v = parse_duration(t);
+         if (!v) throw BadValue{"a duration such as 5s, 500ms or 1m"};
+         c.cache.dirty_expire = *v;
+       }},
+      {"cache.populate_on_read", "keep data read from the backing file in the cache (default true)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.cache.populate_on_read = want_bool(t);
+       }},
+      {"journal.path", "journal file (default: backing.path + .journal)",
+       [](Config& c, const std::string& t, const fs::path& b) { c.journal.path = want_path(t, b); }},
+      {"journal.mode", "auto | always | never (default auto)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         if (t == "auto") c.journal.mode = JournalMode::automatic;
+         else if (t == "always") c.journal.mode = JournalMode::always;
+         else if (t == "never") c.journal.mode = JournalMode::never;
+         else throw BadValue{"one of auto, always, never"};
+       }},
+  };
+  return specs;
+}
+
+const KeySpec* find_spec(std::string_view key) {
+  for (const auto& s : key_specs())
+    if (s.name == key) return &s;
+  return nullptr;
+}
+
+std::string keys_of_section(std::string_view section) {
+  std::string out;
+  for (const auto& s : key_specs()) {
+    std::string_view name = s.name;
+    if (name.substr(0, name.find('.')) != section) continue;
+    if (!out.empty()) out += ", ";
+    out += name.substr(name.find('.') + 1);
+  }
+  return out;
+}
+
+std::string known_sections() {
+  std::string out;
+  std::set<std::string_view> seen;
+  for (const auto& s : key_specs()) {
+    std::string_view section = s.name.substr(0, s.name.find('.'));
+    if (!seen.insert(section).second) continue;
+    if (!out.empty()) out += ", ";
+    out += section;
+  }
+  return out;
+}
+
+[[noreturn]] void fail(const Origin& origin, std::string_view key, const std::string& problem) {
+  std::string msg = origin + ": ";
+  if (!key.empty()) msg += std::string(key) + ": ";
+  throw ConfigError(msg + problem);
+}
+
+std::string unknown_key_problem(std::string_view key) {
+  std::string_view section = key.substr(0, key.find('.'));
+  std::string keys = key.find('.') == std::string_view::npos ? std::string() : keys_of_section(section);
+  if (keys.empty())
+    return "unknown key (keys are section.name with sections " + known_sections() + ")";
+  return "unknown key (known keys in " + std::string(section) + ": " + keys + ")";
+}
+
+// Applies text to key, turning a BadValue into a ConfigError naming key and origin.
+void apply(Config& config, std::map<std::string, Origin>& origins, std::string_view key,
+           const std::string& text, const fs::path& base, const Origin& origin) {
+  const KeySpec* spec = find_spec(key);
+  if (!spec) fail(origin, key, unknown_key_problem(key));
+  try {
+    spec->set(config, text, base);
+  } catch (const BadValue& bad) {
+    fail(origin, key, "expected " + bad.expected + ", got '" + text + "'");
+  }
+  origins[std::string(key)] = origin;
+}
+
+std::string yaml_kind(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Null: return "no value";
+    default: return "a scalar";
+  }
+}
+
+Origin yaml_origin(const std::string& name, const YAML::Mark& mark) {
+  return name + " line " + std::to_string(mark.line + 1);
+}
+
+void apply_yaml(Config& config, std::map<std::string, Origin>& origins, const YAML::Node& root,
+                const std::string& name, const fs::path& base) {
+  if (root.IsNull()) return;  // an empty file: all defaults
+  if (!root.IsMap())
+    fail(yaml_origin(name, root.Mark()), "",
+         "the top level must be a mapping of sections (" + known_sections() + "), got " +
+             yaml_kind(root));
+  std::set<std::string> seen_sections;
+  for (const auto& section : root) {
+    const std::string sname = section.first.as<std::string>();
+    const Origin sorigin = yaml_origin(name, section.first.Mark());
+    if (keys_of_section(sname).empty())
+      fail(sorigin, sname, "unknown section (sections are " + known_sections() + ")");
+    if (!seen_sections.insert(sname).second) fail(sorigin, sname, "section given twice");
+    if (section.second.IsNull()) continue;
+    if (!section.second.IsMap())
+      fail(sorigin, sname, "expected a mapping of keys, got " + yaml_kind(section.second));
+    std::set<std::string> seen_keys;
+    for (const auto& entry : section.second) {
+      const std::string key = sname + "." + entry.first.as<std::string>();
+      const Origin origin = yaml_origin(name, entry.first.Mark());
+      if (!seen_keys.insert(key).second) fail(origin, key, "key given twice");
+      if (!find_spec(key)) fail(origin, key, unknown_key_problem(key));
+      if (!entry.second.IsScalar())
+        fail(origin, key, "expected a single value, got " + yaml_kind(entry.second));
+      apply(config, origins, key, entry.second.Scalar(), base, origin);
+    }
+  }
+}
+
+void load_yaml_file(Config& config, std::map<std::string, Origin>& origins, const std::string& file) {
+  const std::string name = fs::path(file).filename().string();
+  fs::path absolute = fs::absolute(file);
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(absolute.string());
+  } catch (const YAML::BadFile&) {
+    throw ConfigError(file + ": cannot read the config file: " + std::strerror(errno));
+  } catch (const YAML::ParserException& e) {
+    fail(yaml_origin(name, e.mark), "", "YAML syntax error: " + e.msg);
+  }
+  apply_yaml(config, origins, root, name, absolute.parent_path());
+}
+
+void load_yaml_text(Config& config, std::map<std::string, Origin>& origins, const std::string& text,
+                    const std::string& name) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    fail(yaml_origin(name, e.mark), "", "YAML syntax error: " + e.msg);
+  }
+  apply_yaml(config, origins, root, name, fs::current_path());
+}
+
+// The rules between keys, and the ones a single setter cannot see. Each message names the
+// key it is about and where its value came from.
+void validate(Config& c, const std::map<std::string, Origin>& origins) {
+  auto origin = [&](const char* key) -> Origin {
+    auto it = origins.find(key);
+    return it == origins.end() ? Origin("default") : it->second;
+  };
+  auto value_of = [](uint64_t v) { return std::to_string(v) + " (" + format_size(v) + ")"; };
+
+  if (c.backing.path.empty())
+    fail("config", "backing.path",
+         "missing: give the backing file in the config file or as backing.path=FILE");
+
+  const uint64_t L = c.device.logical_block_size;
+  const uint64_t A = c.device.atomic_write_unit_max;
+  if (!is_power_of_two(L) || L < 512 || L > 65536)
+    fail(origin("device.logical_block_size"), "device.logical_block_size",
+         "must be a power of two from 512 to 65536, got " + value_of(L));
+  if (!is_power_of_two(A))
+    fail(origin("device.atomic_write_unit_max"), "device.atomic_write_unit_max",
+         "must be a power of two, got " + value_of(A));
+  if (A < L)
+    fail(origin("device.atomic_write_unit_max"), "device.atomic_write_unit_max",
+         "must be at least device.logical_block_size (" + value_of(L) + ", " +
+             origin("device.logical_block_size") + "), got " + value_of(A));
+  if (A > kMiB)
+    fail(origin("device.atomic_write_unit_max"), "device.atomic_write_unit_max",
+         "must be at most 1M, got " + value_of(A));
+  const uint64_t N = c.device.native_atomic_unit;
+  if (N != 0 && (!is_power_of_two(N) || N < 512 || N > kMiB))
+    fail(origin("device.native_atomic_unit"), "device.native_atomic_unit",
+         "must be 0 (probe) or a power of two from 512 to 1M, got " + value_of(N));
+
+  if (c.backing.size % L != 0)
+    fail(origin("backing.size"), "backing.size",
+         "must be a multiple of device.logical_block_size (" + value_of(L) + "), got " +
+             value_of(c.backing.size));
+  if (c.backing.resize && c.backing.size == 0)
+    fail(origin("backing.resize"), "backing.resize", "needs backing.size to resize to");
+
+  const uint64_t F = c.cache.folio_max;
+  if (!is_power_of_two(F) || F < L || F > (uint64_t{1} << 30))
+    fail(origin("cache.folio_max"), "cache.folio_max",
+         "must be a power of two from device.logical_block_size (" + value_of(L) +
+             ") to 1G, got " + value_of(F));
+  if (c.cache.size < 2 * F)
+    fail(origin("cache.size"), "cache.size",
+         "must hold at least two of the largest folios (2 x cache.folio_max = " +
+             value_of(2 * F) + "), got " + value_of(c.cache.size));
+  if (c.cache.dirty_ratio < 1)
+    fail(origin("cache.dirty_ratio"), "cache.dirty_ratio", "must be at least 1");
+  if (c.cache.dirty_background_ratio > c.cache.dirty_ratio)
+    fail(origin("cache.dirty_background_ratio"), "cache.dirty_background_ratio",
+         "must not exceed cache.dirty_ratio (" + std::to_string(c.cache.dirty_ratio) + ", " +
+             origin("cache.dirty_ratio") + "), got " + std::to_string(c.cache.dirty_background_ratio));
+  if (c.cache.dirty_expire.count() <= 0)
+    fail(origin("cache.dirty_expire"), "cache.dirty_expire", "must be longer than 0");
+
+  if (c.journal.path.empty()) c.journal.path = c.backing.path + ".journal";
+  if (c.journal.path == c.backing.path)
+    fail(origin("journal.path"), "journal.path", "must not be the backing file itself");
+}
+
+}  // namespace
+
+Config ConfigLoader::load() const {
+  Config config;
+  std::map<std::string, Origin> origins;
+  if (!file_.empty()) load_yaml_file(config, origins, file_);
+  if (!text_.empty()) load_yaml_text(config, origins, text_, text_name_);
+  const fs::path cwd = fs::current_path();
+  for (const auto& [key, value] : overrides_)
+    apply(config, origins, key, value, cwd, "command line (" + key + "=" + value + ")");
+  validate(config, origins);
+  return config;
+}
+
+bool ConfigLoader::is_known_key(std::string_view key) { return find_spec(key) != nullptr; }
+
+std::string ConfigLoader::help_text() {
+  std::string out = "config=FILE.yaml                 YAML configuration file\n";
+  for (const auto& s : key_specs()) {
+    std::string name(s.name);
+    name += "=...";
+    if (name.size() < 33) name.resize(33, ' ');
+    else name += ' ';
+    out += name + std::string(s.help) + "\n";
+  }
+  return out;
+}
+
+}  // namespace untorn::conf

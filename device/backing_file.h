@@ -1,0 +1,60 @@
+// device/backing_file.h — the raw backing file, the real BlockDevice.
+//
+// Owns: the file descriptor (O_DIRECT where the filesystem allows it) and an exclusive
+// flock on it for its whole life, so two servers never share one backing file.
+// open() creates the file sparse when missing, checks or (when asked) changes its size,
+// and refuses anything that is not a regular file whose size is a multiple of L.
+// Reads and writes go through the calling thread's libaio queue; memory that does not
+// meet the O_DIRECT alignment is bounced through a thread-local aligned buffer.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "conf/config.h"
+#include "device/block_device.h"
+
+namespace untorn {
+
+class BackingFile final : public BlockDevice {
+ public:
+  // Opens (or creates) the backing file described by `backing`; `logical_block_size` is L.
+  // Throws IoError with a message naming the file and the config key to change.
+  static std::unique_ptr<BackingFile> open(const Config::Backing& backing,
+                                           uint32_t logical_block_size);
+  ~BackingFile() override;
+  BackingFile(const BackingFile&) = delete;
+  BackingFile& operator=(const BackingFile&) = delete;
+
+  uint64_t size() const override { return size_; }
+  uint32_t io_align() const override { return io_align_; }
+  const StorageInfo& storage() const override { return storage_; }
+  bool direct_io() const { return direct_io_; }
+  const std::string& path() const { return path_; }
+
+  void read(uint64_t offset, std::span<std::byte> dst) override;
+  void write(uint64_t offset, std::span<const std::byte> src) override;
+  void write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) override;
+  void sync() override;
+  std::vector<Extent> extents(uint64_t offset, uint64_t length) override;
+
+ private:
+  struct OpenedBy {};  // only open() may construct one
+ public:
+  BackingFile(OpenedBy, std::string path, int fd, uint64_t size, bool direct_io);
+
+ private:
+  void check_range(uint64_t offset, uint64_t length, const char* what) const;
+  void transfer(bool is_write, uint64_t offset, std::byte* buf, uint64_t length);
+  void write_zero_buffers(uint64_t offset, uint64_t length);
+
+  std::string path_;
+  int fd_;
+  uint64_t size_;
+  bool direct_io_;
+  StorageInfo storage_;
+  uint32_t io_align_;
+  uint32_t mem_align_;
+};
+
+}  // namespace untorn

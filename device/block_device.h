@@ -1,0 +1,55 @@
+// device/block_device.h — the one interface through which untorn touches its storage.
+//
+// Like LevelDB's Env: the real backing file implements it, and tests put a recording or
+// fault-injecting device in its place. Nothing here knows about folios or NBD.
+// Contract for every implementation:
+//   - offsets and lengths of read/write are multiples of io_align() and within size();
+//     memory may have any alignment (the implementation bounces where it must);
+//   - failures throw IoError with the errno the client should see (EIO for I/O errors,
+//     ENOSPC passed through, ENOTSUP for a fast zero that would not be fast);
+//   - a method returns only when its effect is visible to every later read (not durable:
+//     durability needs sync());
+//   - methods may be called from many threads at once on disjoint or overlapping ranges;
+//     ordering between overlapping requests is the caller's job (cache/RangeLock).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "device/storage_probe.h"
+
+namespace untorn {
+
+struct Extent {
+  uint64_t offset;
+  uint64_t length;
+  bool data;   // false: a hole, which reads as zeroes
+  friend bool operator==(const Extent&, const Extent&) = default;
+};
+
+struct ZeroOptions {
+  bool may_punch = false;  // the range may become a hole (deallocated)
+  bool fast_only = false;  // fail with ENOTSUP rather than write zeroes slowly
+};
+
+class BlockDevice {
+ public:
+  virtual ~BlockDevice() = default;
+
+  virtual uint64_t size() const = 0;
+  // Granularity that read/write offsets and lengths must keep (1 when unconstrained).
+  virtual uint32_t io_align() const = 0;
+  virtual const StorageInfo& storage() const = 0;
+
+  virtual void read(uint64_t offset, std::span<std::byte> dst) = 0;
+  virtual void write(uint64_t offset, std::span<const std::byte> src) = 0;
+  // Any byte range; reads back as zeroes afterwards.
+  virtual void write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) = 0;
+  // Makes every completed write durable (fdatasync).
+  virtual void sync() = 0;
+  // The allocation of [offset, offset+length): sorted, contiguous, covering the range.
+  virtual std::vector<Extent> extents(uint64_t offset, uint64_t length) = 0;
+};
+
+}  // namespace untorn
