@@ -1,0 +1,305 @@
+// Integration: nbdkit with the untorn plugin on a unix socket, driven by libnbd.
+#include <libnbd.h>
+#include <sys/wait.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "tests/support/nbdkit_process.h"
+#include "tests/support/temp_dir.h"
+
+namespace untorn {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using untorn::testing::connect_nbd;
+using untorn::testing::NbdHandle;
+using untorn::testing::NbdkitProcess;
+using untorn::testing::TempDir;
+
+constexpr uint64_t kSize = 64 << 20;
+
+class IntegrationTest : public ::testing::Test {
+ protected:
+  void start(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"backing.path=" + dir_.file("disk.img"),
+                                     "backing.size=" + std::to_string(kSize)};
+    for (auto& a : extra) args.push_back(a);
+    server_ = std::make_unique<NbdkitProcess>(dir_.path().string(), args);
+    server_->start();
+  }
+  NbdHandle connect(untorn::testing::ConnectOptions options = {}) {
+    try {
+      return connect_nbd(server_->uri(), options);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what() << "\nnbdkit said:\n" << server_->stderr_text();
+      throw;
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<NbdkitProcess> server_;
+};
+
+std::vector<char> random_bytes(std::mt19937_64& rng, size_t n) {
+  std::vector<char> v(n);
+  for (auto& b : v) b = static_cast<char>(rng());
+  return v;
+}
+
+void pread_ok(nbd_handle* h, void* buf, size_t len, uint64_t off) {
+  ASSERT_EQ(nbd_pread(h, buf, len, off, 0), 0) << nbd_get_error();
+}
+
+TEST_F(IntegrationTest, AdvertisesLimitsAndCapabilities) {
+  start({"device.atomic_write_unit_max=128K"});
+  auto h = connect();
+  EXPECT_EQ(nbd_get_size(h.get()), static_cast<int64_t>(kSize));
+  EXPECT_EQ(nbd_get_block_size(h.get(), LIBNBD_SIZE_MINIMUM), 4096);
+  EXPECT_EQ(nbd_get_block_size(h.get(), LIBNBD_SIZE_PREFERRED), 131072);
+  EXPECT_EQ(nbd_get_block_size(h.get(), LIBNBD_SIZE_MAXIMUM), 32 << 20);
+  EXPECT_EQ(nbd_can_fua(h.get()), 1);
+  EXPECT_EQ(nbd_can_flush(h.get()), 1);
+  EXPECT_EQ(nbd_can_multi_conn(h.get()), 1);
+  EXPECT_EQ(nbd_can_trim(h.get()), 1);
+  EXPECT_EQ(nbd_can_zero(h.get()), 1);
+  EXPECT_EQ(nbd_can_fast_zero(h.get()), 1);
+  EXPECT_EQ(nbd_can_cache(h.get()), 1);
+  EXPECT_EQ(nbd_can_meta_context(h.get(), LIBNBD_CONTEXT_BASE_ALLOCATION), 1);
+}
+
+TEST_F(IntegrationTest, ExportDescriptionStatesAtomicLimits) {
+  start({"device.logical_block_size=512", "device.atomic_write_unit_max=16K"});
+  NbdHandle h(nbd_create());
+  nbd_set_full_info(h.get(), 1);
+  ASSERT_EQ(nbd_connect_uri(h.get(), server_->uri().c_str()), 0) << nbd_get_error();
+  char* desc = nbd_get_export_description(h.get());
+  ASSERT_NE(desc, nullptr) << nbd_get_error();
+  EXPECT_THAT(std::string(desc), AllOf(HasSubstr("logical_block_size=512"),
+                                       HasSubstr("atomic_write_unit_max=16384")));
+  free(desc);
+  EXPECT_EQ(nbd_get_block_size(h.get(), LIBNBD_SIZE_MINIMUM), 512);
+  EXPECT_EQ(nbd_get_block_size(h.get(), LIBNBD_SIZE_PREFERRED), 16384);
+}
+
+int extent_cb(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries,
+              size_t nr_entries, int* /*error*/) {
+  if (std::strcmp(metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0) return 0;
+  auto* out = static_cast<std::vector<std::tuple<uint64_t, uint32_t, uint32_t>>*>(user_data);
+  for (size_t i = 0; i + 1 < nr_entries; i += 2) {
+    out->emplace_back(offset, entries[i], entries[i + 1]);
+    offset += entries[i];
+  }
+  return 0;
+}
+
+// Random reads, writes, trims and zeroes, aligned and not, checked byte for byte against
+// an in-memory model; block status checked against it too (E1).
+TEST_F(IntegrationTest, RandomOperationsMatchAModel) {
+  start();
+  auto h = connect();
+  std::vector<char> model(kSize, 0);
+  std::mt19937_64 rng(20261121);
+  for (int i = 0; i < 1500; ++i) {
+    size_t len = 1 + rng() % 200000;
+    if (rng() % 2) len = 4096 * (1 + rng() % 16);
+    uint64_t off = rng() % (kSize - len);
+    if (rng() % 2) off = off / 4096 * 4096;
+    switch (rng() % 6) {
+      case 0:
+      case 1: {
+        auto data = random_bytes(rng, len);
+        uint32_t flags = rng() % 8 == 0 ? LIBNBD_CMD_FLAG_FUA : 0;
+        ASSERT_EQ(nbd_pwrite(h.get(), data.data(), len, off, flags), 0) << nbd_get_error();
+        std::memcpy(model.data() + off, data.data(), len);
+        break;
+      }
+      case 2:
+        ASSERT_EQ(nbd_trim(h.get(), len, off, 0), 0) << nbd_get_error();
+        std::memset(model.data() + off, 0, len);
+        break;
+      case 3: {
+        uint32_t flags = rng() % 2 ? LIBNBD_CMD_FLAG_NO_HOLE : 0;
+        ASSERT_EQ(nbd_zero(h.get(), len, off, flags), 0) << nbd_get_error();
+        std::memset(model.data() + off, 0, len);
+        break;
+      }
+      case 4: {
+        std::vector<std::tuple<uint64_t, uint32_t, uint32_t>> ext;
+        nbd_extent_callback cb{.callback = extent_cb, .user_data = &ext, .free = nullptr};
+        ASSERT_EQ(nbd_block_status(h.get(), len, off, cb, 0), 0) << nbd_get_error();
+        ASSERT_FALSE(ext.empty());
+        uint64_t pos = off;
+        for (auto [e_off, e_len, flags] : ext) {
+          ASSERT_EQ(e_off, pos);
+          if (flags & LIBNBD_STATE_ZERO) {
+            for (uint64_t b = e_off; b < e_off + e_len && b < off + len; ++b) {
+              ASSERT_EQ(model[b], 0) << "block status says zero over data at " << b;
+            }
+          }
+          pos += e_len;
+        }
+        break;
+      }
+      default: {
+        std::vector<char> got(len);
+        pread_ok(h.get(), got.data(), len, off);
+        ASSERT_EQ(std::memcmp(got.data(), model.data() + off, len), 0)
+            << "read mismatch at " << off << " +" << len << " (op " << i << ")";
+      }
+    }
+  }
+  ASSERT_EQ(nbd_flush(h.get(), 0), 0);
+  std::vector<char> all(kSize);
+  for (uint64_t off = 0; off < kSize; off += 32 << 20) pread_ok(h.get(), all.data() + off, 32 << 20, off);
+  EXPECT_TRUE(all == model);
+
+  // And the bytes really are in the backing file once the server is gone.
+  h.reset();
+  server_->stop();
+  std::ifstream in(dir_.file("disk.img"), std::ios::binary);
+  std::vector<char> file(kSize);
+  in.read(file.data(), static_cast<std::streamsize>(kSize));
+  EXPECT_TRUE(file == model);
+}
+
+TEST_F(IntegrationTest, MultiConnCoherence) {
+  start();
+  auto a = connect();
+  auto b = connect();
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 200; ++i) {
+    size_t len = 1 + rng() % 70000;
+    uint64_t off = rng() % (kSize - len);
+    auto data = random_bytes(rng, len);
+    nbd_handle* writer = i % 2 ? a.get() : b.get();
+    nbd_handle* reader = i % 2 ? b.get() : a.get();
+    ASSERT_EQ(nbd_pwrite(writer, data.data(), len, off, 0), 0) << nbd_get_error();
+    std::vector<char> got(len);
+    pread_ok(reader, got.data(), len, off);
+    ASSERT_EQ(got, data) << "connection did not see the other's write, op " << i;
+  }
+  ASSERT_EQ(nbd_flush(b.get(), 0), 0) << nbd_get_error();
+}
+
+TEST_F(IntegrationTest, FuaFlushFastZeroAndCacheAreAccepted) {
+  start();
+  auto h = connect();
+  std::vector<char> data(65536, 'x');
+  EXPECT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 0, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
+  EXPECT_EQ(nbd_zero(h.get(), 8192, 4096, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
+  EXPECT_EQ(nbd_trim(h.get(), 4096, 16384, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
+  int fz = nbd_zero(h.get(), 1 << 20, 1 << 20, LIBNBD_CMD_FLAG_FAST_ZERO);
+  if (fz != 0) { EXPECT_EQ(nbd_get_errno(), ENOTSUP) << nbd_get_error(); }
+  EXPECT_EQ(nbd_cache(h.get(), 1 << 20, 0, 0), 0) << nbd_get_error();
+  EXPECT_EQ(nbd_flush(h.get(), 0), 0) << nbd_get_error();
+  std::vector<char> got(65536);
+  pread_ok(h.get(), got.data(), got.size(), 0);
+  std::vector<char> want(65536, 'x');
+  std::fill(want.begin() + 4096, want.begin() + 12288, 0);
+  std::fill(want.begin() + 16384, want.begin() + 20480, 0);
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(IntegrationTest, OutOfRangeRequestsAreRejectedWithNbdErrnos) {
+  start();
+  auto h = connect({.client_checks = false});
+  std::vector<char> buf(8192);
+  EXPECT_EQ(nbd_pread(h.get(), buf.data(), buf.size(), kSize - 4096, 0), -1);
+  EXPECT_EQ(nbd_get_errno(), EINVAL) << nbd_get_error();
+  EXPECT_EQ(nbd_pwrite(h.get(), buf.data(), buf.size(), kSize - 4096, 0), -1);
+  EXPECT_EQ(nbd_get_errno(), ENOSPC) << nbd_get_error();
+  EXPECT_EQ(nbd_zero(h.get(), 8192, kSize, 0), -1);
+  EXPECT_EQ(nbd_get_errno(), ENOSPC) << nbd_get_error();
+  EXPECT_EQ(nbd_trim(h.get(), 8192, kSize, 0), -1);
+  EXPECT_EQ(nbd_get_errno(), EINVAL) << nbd_get_error();
+  // The connection survives and the data is untouched.
+  EXPECT_EQ(nbd_pread(h.get(), buf.data(), 4096, kSize - 4096, 0), 0) << nbd_get_error();
+  EXPECT_TRUE(std::all_of(buf.begin(), buf.begin() + 4096, [](char c) { return c == 0; }));
+}
+
+// A1 on the direct path: a reader never sees half of a concurrent atomic-eligible write.
+TEST_F(IntegrationTest, NoTornReads) {
+  start();
+  auto w = connect();
+  auto r = connect();
+  constexpr size_t kUnit = 64 * 1024;
+  constexpr uint64_t kOff = 3 * 4096;  // not aligned to the unit, crosses a 64K multiple
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    std::vector<char> buf(kUnit);
+    for (int i = 0; i < 400; ++i) {
+      std::fill(buf.begin(), buf.end(), static_cast<char>('a' + i % 26));
+      if (nbd_pwrite(w.get(), buf.data(), kUnit, kOff, 0) != 0) break;
+    }
+    done = true;
+  });
+  int torn = 0, reads = 0;
+  std::vector<char> got(kUnit);
+  while (!done) {
+    ASSERT_EQ(nbd_pread(r.get(), got.data(), kUnit, kOff, 0), 0) << nbd_get_error();
+    ++reads;
+    if (std::any_of(got.begin(), got.end(), [&](char c) { return c != got[0]; })) ++torn;
+  }
+  writer.join();
+  EXPECT_EQ(torn, 0) << "of " << reads << " reads";
+  EXPECT_GT(reads, 0);
+}
+
+TEST_F(IntegrationTest, BadConfigMakesNbdkitExitWithTheMessage) {
+  start({"device.logical_block_size=3000"});
+  int status = server_->wait_exit();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_THAT(server_->stderr_text(),
+              HasSubstr("device.logical_block_size: must be a power of two from 512 to 65536, got 3000"));
+}
+
+TEST_F(IntegrationTest, BadYamlNamesKeyAndLine) {
+  std::ofstream(dir_.file("disk.yaml")) << "backing:\n  path: disk.img\n  size: 64M\ndevice:\n"
+                                           "  atomic_write_unit_max: 2M\n";
+  server_ = std::make_unique<NbdkitProcess>(dir_.path().string(),
+                                            std::vector<std::string>{"config=" + dir_.file("disk.yaml")});
+  server_->start();
+  int status = server_->wait_exit();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_THAT(server_->stderr_text(),
+              HasSubstr("disk.yaml line 5: device.atomic_write_unit_max: must be at most 1M"));
+}
+
+TEST_F(IntegrationTest, YamlConfigServesAndCommandLineOverrides) {
+  std::ofstream(dir_.file("disk.yaml")) << "backing:\n  path: disk.img\n  size: 16M\ndevice:\n"
+                                           "  atomic_write_unit_max: 32K\n";
+  server_ = std::make_unique<NbdkitProcess>(
+      dir_.path().string(),
+      std::vector<std::string>{dir_.file("disk.yaml"), "device.atomic_write_unit_max=256K"});
+  server_->start();
+  auto h = connect();
+  EXPECT_EQ(nbd_get_size(h.get()), 16 << 20);
+  EXPECT_EQ(nbd_get_block_size(h.get(), LIBNBD_SIZE_PREFERRED), 256 * 1024);
+}
+
+TEST_F(IntegrationTest, SizeMismatchIsRefusedAtStartup) {
+  start();
+  { auto h = connect(); }
+  server_->stop();
+  server_ = std::make_unique<NbdkitProcess>(
+      dir_.path().string(),
+      std::vector<std::string>{"backing.path=" + dir_.file("disk.img"), "backing.size=128M"});
+  server_->start();
+  int status = server_->wait_exit();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_THAT(server_->stderr_text(), HasSubstr("is 64M but backing.size is 128M"));
+}
+
+}  // namespace
+}  // namespace untorn

@@ -1,0 +1,197 @@
+#include "device/backing_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <random>
+
+#include "device/aligned_buffer.h"
+#include "tests/support/temp_dir.h"
+#include "util/io_error.h"
+
+namespace untorn {
+namespace {
+
+using ::testing::HasSubstr;
+using untorn::testing::TempDir;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+Config::Backing backing(const std::string& path, uint64_t size, bool resize = false) {
+  Config::Backing b;
+  b.path = path;
+  b.size = size;
+  b.resize = resize;
+  return b;
+}
+
+// The IoError that f throws; fails the test when it throws nothing.
+template <typename F>
+IoError error_of(F&& f) {
+  try {
+    f();
+  } catch (const IoError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no IoError thrown";
+  return IoError(0, "");
+}
+
+std::vector<std::byte> pattern(size_t n, unsigned seed) {
+  std::vector<std::byte> v(n);
+  std::mt19937 rng(seed);
+  for (auto& b : v) b = static_cast<std::byte>(rng());
+  return v;
+}
+
+TEST(BackingFileTest, CreatesSparseFileOfConfiguredSize) {
+  TempDir dir;
+  auto dev = BackingFile::open(backing(dir.file("d.img"), 16 * kMiB), 4096);
+  struct stat st;
+  ASSERT_EQ(stat(dir.file("d.img").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 16 * kMiB);
+  EXPECT_EQ(st.st_blocks, 0) << "the new file should be sparse";
+  EXPECT_EQ(dev->size(), 16 * kMiB);
+  auto ext = dev->extents(0, 16 * kMiB);
+  ASSERT_EQ(ext.size(), 1u);
+  EXPECT_EQ(ext[0], (Extent{0, 16 * kMiB, false}));
+}
+
+TEST(BackingFileTest, MissingFileWithoutSizeIsRefused) {
+  TempDir dir;
+  IoError e = error_of([&] { BackingFile::open(backing(dir.file("none.img"), 0), 4096); });
+  EXPECT_EQ(e.err(), ENOENT);
+  EXPECT_THAT(e.what(), HasSubstr("does not exist, and backing.size is not set"));
+}
+
+TEST(BackingFileTest, SizeMismatchIsRefusedUnlessResizeAsked) {
+  TempDir dir;
+  BackingFile::open(backing(dir.file("d.img"), 4 * kMiB), 4096);
+  IoError e = error_of([&] { BackingFile::open(backing(dir.file("d.img"), 8 * kMiB), 4096); });
+  EXPECT_EQ(e.err(), EINVAL);
+  EXPECT_THAT(e.what(), HasSubstr("is 4M but backing.size is 8M; set backing.resize=true"));
+  struct stat st;
+  ASSERT_EQ(stat(dir.file("d.img").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 4 * kMiB) << "a refused open must change nothing";
+
+  auto dev = BackingFile::open(backing(dir.file("d.img"), 8 * kMiB, true), 4096);
+  EXPECT_EQ(dev->size(), 8 * kMiB);
+}
+
+TEST(BackingFileTest, ExistingFileSizeUsedWhenSizeUnset) {
+  TempDir dir;
+  BackingFile::open(backing(dir.file("d.img"), 4 * kMiB), 4096);
+  EXPECT_EQ(BackingFile::open(backing(dir.file("d.img"), 0), 4096)->size(), 4 * kMiB);
+}
+
+TEST(BackingFileTest, SizeNotMultipleOfLogicalBlockIsRefused) {
+  TempDir dir;
+  std::ofstream(dir.file("odd.img")) << std::string(5000, 'x');
+  IoError e = error_of([&] { BackingFile::open(backing(dir.file("odd.img"), 0), 4096); });
+  EXPECT_THAT(e.what(), HasSubstr("size 5000 is not a positive multiple of device.logical_block_size (4096)"));
+}
+
+TEST(BackingFileTest, NotARegularFile) {
+  TempDir dir;
+  IoError e = error_of([&] { BackingFile::open(backing(dir.path().string(), 0), 4096); });
+  EXPECT_THAT(e.what(), HasSubstr("is not a regular file"));
+}
+
+TEST(BackingFileTest, SecondOpenOfSameFileIsRefused) {
+  TempDir dir;
+  auto first = BackingFile::open(backing(dir.file("d.img"), kMiB), 4096);
+  IoError e = error_of([&] { BackingFile::open(backing(dir.file("d.img"), kMiB), 4096); });
+  EXPECT_EQ(e.err(), EBUSY);
+  EXPECT_THAT(e.what(), HasSubstr("in use by another process"));
+  first.reset();
+  EXPECT_NO_THROW(BackingFile::open(backing(dir.file("d.img"), kMiB), 4096));
+}
+
+TEST(BackingFileTest, ReadWriteRoundTripWithAlignedAndUnalignedMemory) {
+  TempDir dir;
+  auto dev = BackingFile::open(backing(dir.file("d.img"), 4 * kMiB), 4096);
+  ASSERT_EQ(4096 % dev->io_align(), 0u);
+  auto data = pattern(64 * 1024 + 1, 7);
+  // Unaligned memory: data.data() + 1 is odd, so O_DIRECT needs the bounce path.
+  std::span<const std::byte> unaligned(data.data() + 1, 64 * 1024);
+  dev->write(8192, unaligned);
+  AlignedBuffer aligned(64 * 1024);
+  dev->read(8192, aligned.span());
+  EXPECT_EQ(std::memcmp(aligned.data(), unaligned.data(), unaligned.size()), 0);
+  std::vector<std::byte> out(64 * 1024 + 1);
+  dev->read(8192, std::span(out.data() + 1, 64 * 1024));
+  EXPECT_EQ(std::memcmp(out.data() + 1, unaligned.data(), unaligned.size()), 0);
+}
+
+TEST(BackingFileTest, OutOfRangeAndMisalignedIoIsRefused) {
+  TempDir dir;
+  auto dev = BackingFile::open(backing(dir.file("d.img"), kMiB), 4096);
+  AlignedBuffer buf(8192);
+  EXPECT_EQ(error_of([&] { dev->read(kMiB - 4096, buf.span()); }).err(), EINVAL);
+  EXPECT_EQ(error_of([&] { dev->write(kMiB, buf.span().first(4096)); }).err(), EINVAL);
+  if (dev->direct_io() && dev->io_align() > 1) {
+    EXPECT_THAT(error_of([&] { dev->read(1, buf.span().first(4096)); }).what(), HasSubstr("not aligned"));
+  }
+}
+
+TEST(BackingFileTest, ZeroAndPunchReadBackZeroAndShowInExtents) {
+  TempDir dir;
+  auto dev = BackingFile::open(backing(dir.file("d.img"), 4 * kMiB), 4096);
+  auto data = pattern(4 * kMiB, 3);
+  dev->write(0, data);
+  EXPECT_EQ(dev->extents(0, 4 * kMiB), (std::vector<Extent>{{0, 4 * kMiB, true}}));
+
+  dev->write_zeroes(kMiB, kMiB, {.may_punch = true});
+  dev->write_zeroes(3 * kMiB, 64 * 1024, {.may_punch = false});
+  AlignedBuffer buf(4 * kMiB);
+  dev->read(0, buf.span());
+  for (uint64_t i = 0; i < 4 * kMiB; ++i) {
+    bool zeroed = (i >= kMiB && i < 2 * kMiB) || (i >= 3 * kMiB && i < 3 * kMiB + 65536);
+    ASSERT_EQ(buf.data()[i], zeroed ? std::byte{0} : data[i]) << "at " << i;
+  }
+  auto ext = dev->extents(0, 4 * kMiB);
+  // The punched range is a hole. A zeroed range may be one too (ext4 reports unwritten
+  // extents as holes), but no hole may cover data.
+  bool punched_is_hole = false;
+  for (const Extent& e : ext) {
+    if (e.data) continue;
+    bool in_punched = e.offset >= kMiB && e.offset + e.length <= 2 * kMiB;
+    bool in_zeroed = e.offset >= 3 * kMiB && e.offset + e.length <= 3 * kMiB + 65536;
+    EXPECT_TRUE(in_punched || in_zeroed) << "hole at " << e.offset << " +" << e.length;
+    if (e.offset == kMiB && e.length == kMiB) punched_is_hole = true;
+  }
+  EXPECT_TRUE(punched_is_hole);
+  uint64_t covered = 0;
+  for (const Extent& e : ext) {
+    EXPECT_EQ(e.offset, covered) << "extents must be contiguous";
+    covered += e.length;
+  }
+  EXPECT_EQ(covered, 4 * kMiB);
+}
+
+TEST(BackingFileTest, ExtentsOfASubRange) {
+  TempDir dir;
+  auto dev = BackingFile::open(backing(dir.file("d.img"), 4 * kMiB), 4096);
+  auto data = pattern(kMiB, 5);
+  dev->write(2 * kMiB, data);
+  EXPECT_EQ(dev->extents(kMiB, 2 * kMiB),
+            (std::vector<Extent>{{kMiB, kMiB, false}, {2 * kMiB, kMiB, true}}));
+  EXPECT_EQ(dev->extents(2 * kMiB + 4096, 8192), (std::vector<Extent>{{2 * kMiB + 4096, 8192, true}}));
+}
+
+TEST(BackingFileTest, ProbeReportsSomethingSane) {
+  TempDir dir;
+  auto dev = BackingFile::open(backing(dir.file("d.img"), kMiB), 4096);
+  const StorageInfo& s = dev->storage();
+  if (s.atomic_write_unit_max != 0) { EXPECT_LE(s.atomic_write_unit_min, s.atomic_write_unit_max); }
+  if (s.physical_block_size != 0) { EXPECT_GE(s.physical_block_size, 512u); }
+  EXPECT_NO_THROW(dev->sync());
+}
+
+}  // namespace
+}  // namespace untorn

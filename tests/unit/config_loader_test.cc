@@ -1,0 +1,264 @@
+#include "conf/config_loader.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/support/temp_dir.h"
+
+namespace untorn::conf {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+Config load_yaml(const std::string& yaml, std::vector<std::pair<std::string, std::string>> overrides = {}) {
+  ConfigLoader loader;
+  loader.set_text(yaml, "disk.yaml");
+  for (auto& [k, v] : overrides) loader.add_override(k, v);
+  return loader.load();
+}
+
+// The message of the ConfigError that loading throws ("" if it loads).
+std::string error_of(const std::string& yaml,
+                     std::vector<std::pair<std::string, std::string>> overrides = {}) {
+  try {
+    load_yaml(yaml, std::move(overrides));
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const std::string kBacking = "backing:\n  path: /tmp/x.img\n";
+
+TEST(ConfigLoaderTest, DefaultsNeedOnlyABackingPath) {
+  Config c = load_yaml(kBacking);
+  EXPECT_EQ(c.backing.path, "/tmp/x.img");
+  EXPECT_EQ(c.backing.size, 0u);
+  EXPECT_EQ(c.device.logical_block_size, 4096u);
+  EXPECT_EQ(c.device.atomic_write_unit_max, 65536u);
+  EXPECT_EQ(c.device.native_atomic_unit, 0u);
+  EXPECT_EQ(c.cache.mode, CacheMode::writeback);
+  EXPECT_EQ(c.cache.size, uint64_t{1} << 30);
+  EXPECT_EQ(c.cache.folio_max, uint64_t{2} << 20);
+  EXPECT_EQ(c.cache.dirty_background_ratio, 10u);
+  EXPECT_EQ(c.cache.dirty_ratio, 40u);
+  EXPECT_EQ(c.cache.dirty_expire, std::chrono::seconds(5));
+  EXPECT_EQ(c.journal.mode, JournalMode::automatic);
+  EXPECT_EQ(c.journal.path, "/tmp/x.img.journal");
+}
+
+TEST(ConfigLoaderTest, FullExampleParses) {
+  Config c = load_yaml(R"(
+backing:
+  path: /data/disk.img
+  size: 8G
+device:
+  logical_block_size: 512
+  atomic_write_unit_max: 16K
+cache:
+  mode: uncached
+  size: 64M
+  folio_max: 1M
+  dirty_background_ratio: 5
+  dirty_ratio: 20
+  dirty_expire: 500ms
+journal:
+  path: /data/j
+  mode: always
+)");
+  EXPECT_EQ(c.backing.size, uint64_t{8} << 30);
+  EXPECT_EQ(c.device.logical_block_size, 512u);
+  EXPECT_EQ(c.device.atomic_write_unit_max, 16384u);
+  EXPECT_EQ(c.cache.mode, CacheMode::uncached);
+  EXPECT_EQ(c.cache.size, uint64_t{64} << 20);
+  EXPECT_EQ(c.cache.folio_max, uint64_t{1} << 20);
+  EXPECT_EQ(c.cache.dirty_expire, std::chrono::milliseconds(500));
+  EXPECT_EQ(c.journal.path, "/data/j");
+  EXPECT_EQ(c.journal.mode, JournalMode::always);
+}
+
+TEST(ConfigLoaderTest, CommandLineOverridesFileWhateverTheOrder) {
+  Config c = load_yaml(kBacking + "device:\n  atomic_write_unit_max: 16K\n",
+                       {{"device.atomic_write_unit_max", "128K"}, {"cache.mode", "writethrough"}});
+  EXPECT_EQ(c.device.atomic_write_unit_max, 131072u);
+  EXPECT_EQ(c.cache.mode, CacheMode::writethrough);
+}
+
+TEST(ConfigLoaderTest, LaterCommandLineKeyWins) {
+  Config c = load_yaml(kBacking, {{"backing.size", "1G"}, {"backing.size", "2G"}});
+  EXPECT_EQ(c.backing.size, uint64_t{2} << 30);
+}
+
+TEST(ConfigLoaderTest, WorksWithoutAFile) {
+  ConfigLoader loader;
+  loader.add_override("backing.path", "/abs/disk.img");
+  loader.add_override("backing.size", "1G");
+  Config c = loader.load();
+  EXPECT_EQ(c.backing.path, "/abs/disk.img");
+  EXPECT_EQ(c.backing.size, uint64_t{1} << 30);
+}
+
+TEST(ConfigLoaderTest, RelativePathsInFileResolveAgainstItsDirectory) {
+  untorn::testing::TempDir dir;
+  std::ofstream(dir.file("disk.yaml")) << "backing:\n  path: sub/disk.img\njournal:\n  path: j.log\n";
+  ConfigLoader loader;
+  loader.set_file(dir.file("disk.yaml"));
+  Config c = loader.load();
+  EXPECT_EQ(c.backing.path, dir.file("sub/disk.img"));
+  EXPECT_EQ(c.journal.path, dir.file("j.log"));
+}
+
+TEST(ConfigLoaderTest, RelativePathsOnCommandLineResolveAgainstWorkingDirectory) {
+  ConfigLoader loader;
+  loader.add_override("backing.path", "disk.img");
+  Config c = loader.load();
+  EXPECT_EQ(c.backing.path, (std::filesystem::current_path() / "disk.img").string());
+}
+
+TEST(ConfigLoaderTest, MissingBackingPath) {
+  EXPECT_THAT(error_of(""), AllOf(HasSubstr("backing.path"), HasSubstr("missing")));
+}
+
+TEST(ConfigLoaderTest, UnknownKeyNamesKeyAndLine) {
+  EXPECT_EQ(error_of(kBacking + "cache:\n  sise: 1G\n"),
+            "disk.yaml line 4: cache.sise: unknown key (known keys in cache: mode, size, "
+            "folio_max, dirty_background_ratio, dirty_ratio, dirty_expire, populate_on_read)");
+}
+
+TEST(ConfigLoaderTest, UnknownSectionNamesLine) {
+  EXPECT_THAT(error_of(kBacking + "devise:\n  x: 1\n"),
+              AllOf(HasSubstr("disk.yaml line 3: devise: unknown section"),
+                    HasSubstr("backing, device, cache, journal")));
+}
+
+TEST(ConfigLoaderTest, UnknownCommandLineKey) {
+  EXPECT_THAT(error_of(kBacking, {{"device.block_size", "4096"}}),
+              AllOf(HasSubstr("command line (device.block_size=4096): device.block_size: unknown key"),
+                    HasSubstr("logical_block_size")));
+  EXPECT_THAT(error_of(kBacking, {{"nonsense", "1"}}), HasSubstr("nonsense: unknown key"));
+}
+
+TEST(ConfigLoaderTest, WrongTypeNamesKeyLineAndExpectation) {
+  EXPECT_EQ(error_of(kBacking + "device:\n  logical_block_size: big\n"),
+            "disk.yaml line 4: device.logical_block_size: expected a size such as 4096, 64K or "
+            "1G, got 'big'");
+  EXPECT_EQ(error_of(kBacking + "device:\n  logical_block_size: [1, 2]\n"),
+            "disk.yaml line 4: device.logical_block_size: expected a single value, got a list");
+  EXPECT_EQ(error_of(kBacking + "cache:\n  mode: writebehind\n"),
+            "disk.yaml line 4: cache.mode: expected one of writeback, writethrough, uncached, got "
+            "'writebehind'");
+  EXPECT_EQ(error_of(kBacking + "backing:\n  resize: perhaps\n").empty(), false);
+  EXPECT_THAT(error_of(kBacking + "cache:\n  dirty_ratio: 101\n"),
+              HasSubstr("line 4: cache.dirty_ratio: expected a whole number from 0 to 100, got '101'"));
+  EXPECT_THAT(error_of(kBacking + "cache:\n  dirty_expire: soon\n"),
+              HasSubstr("line 4: cache.dirty_expire: expected a duration"));
+  EXPECT_THAT(error_of(kBacking + "journal:\n  mode: sometimes\n"),
+              HasSubstr("line 4: journal.mode: expected one of auto, always, never"));
+}
+
+TEST(ConfigLoaderTest, DuplicateKeyAndSection) {
+  EXPECT_THAT(error_of("backing:\n  path: /a\n  path: /b\n"),
+              HasSubstr("disk.yaml line 3: backing.path: key given twice"));
+}
+
+TEST(ConfigLoaderTest, SectionMustBeAMapping) {
+  EXPECT_THAT(error_of(kBacking + "device: 4096\n"),
+              HasSubstr("disk.yaml line 3: device: expected a mapping of keys, got a scalar"));
+  EXPECT_THAT(error_of("- a\n- b\n"), HasSubstr("the top level must be a mapping"));
+}
+
+TEST(ConfigLoaderTest, SyntaxErrorNamesLine) {
+  EXPECT_THAT(error_of("backing:\n  path: /a\n   bad: [\n"),
+              AllOf(HasSubstr("disk.yaml line"), HasSubstr("YAML syntax error")));
+}
+
+TEST(ConfigLoaderTest, LogicalBlockSizeMustBePowerOfTwoInRange) {
+  for (const char* bad : {"3000", "256", "128K"})
+    EXPECT_THAT(error_of(kBacking + "device:\n  logical_block_size: " + bad + "\n"),
+                HasSubstr("disk.yaml line 4: device.logical_block_size: must be a power of two "
+                          "from 512 to 65536"))
+        << bad;
+  for (const char* good : {"512", "4K", "64K"})
+    EXPECT_EQ(error_of(kBacking + "device:\n  logical_block_size: " + good +
+                       "\n  atomic_write_unit_max: 64K\n"),
+              "")
+        << good;
+}
+
+TEST(ConfigLoaderTest, AtomicUnitRules) {
+  EXPECT_THAT(error_of(kBacking + "device:\n  atomic_write_unit_max: 48K\n"),
+              HasSubstr("line 4: device.atomic_write_unit_max: must be a power of two, got 49152 (48K)"));
+  EXPECT_EQ(error_of(kBacking + "device:\n  logical_block_size: 16K\n  atomic_write_unit_max: 8K\n"),
+            "disk.yaml line 5: device.atomic_write_unit_max: must be at least "
+            "device.logical_block_size (16384 (16K), disk.yaml line 4), got 8192 (8K)");
+  EXPECT_THAT(error_of(kBacking + "device:\n  atomic_write_unit_max: 2M\n"),
+              HasSubstr("line 4: device.atomic_write_unit_max: must be at most 1M, got 2097152 (2M)"));
+  // A default A below a configured L is reported against the default.
+  EXPECT_THAT(error_of(kBacking, {{"device.logical_block_size", "64K"}, {"device.atomic_write_unit_max", "32K"}}),
+              HasSubstr("command line (device.atomic_write_unit_max=32K): device.atomic_write_unit_max: must be at least"));
+  EXPECT_EQ(error_of(kBacking + "device:\n  atomic_write_unit_max: 1M\n"), "");
+}
+
+TEST(ConfigLoaderTest, NativeAtomicUnitRules) {
+  EXPECT_THAT(error_of(kBacking + "device:\n  native_atomic_unit: 1000\n"),
+              HasSubstr("line 4: device.native_atomic_unit: must be 0 (probe) or a power of two"));
+  EXPECT_EQ(error_of(kBacking + "device:\n  native_atomic_unit: 16K\n"), "");
+}
+
+TEST(ConfigLoaderTest, BackingSizeMustBeMultipleOfL) {
+  EXPECT_THAT(error_of(kBacking + "  size: 10000\n"),
+              HasSubstr("line 3: backing.size: must be a multiple of device.logical_block_size"));
+  EXPECT_THAT(error_of(kBacking + "  resize: true\n"),
+              HasSubstr("backing.resize: needs backing.size"));
+}
+
+TEST(ConfigLoaderTest, CacheRules) {
+  EXPECT_THAT(error_of(kBacking + "cache:\n  folio_max: 3M\n"),
+              HasSubstr("line 4: cache.folio_max: must be a power of two"));
+  EXPECT_THAT(error_of(kBacking + "device:\n  logical_block_size: 64K\ncache:\n  folio_max: 4K\n"),
+              HasSubstr("line 6: cache.folio_max: must be a power of two from device.logical_block_size"));
+  EXPECT_THAT(error_of(kBacking + "cache:\n  size: 2M\n"),
+              HasSubstr("line 4: cache.size: must hold at least two of the largest folios"));
+  EXPECT_THAT(error_of(kBacking + "cache:\n  dirty_background_ratio: 50\n"),
+              HasSubstr("line 4: cache.dirty_background_ratio: must not exceed cache.dirty_ratio (40, default)"));
+  EXPECT_THAT(error_of(kBacking + "cache:\n  dirty_ratio: 0\n  dirty_background_ratio: 0\n"),
+              HasSubstr("line 4: cache.dirty_ratio: must be at least 1"));
+  EXPECT_THAT(error_of(kBacking + "cache:\n  dirty_expire: 0s\n"),
+              HasSubstr("line 4: cache.dirty_expire: must be longer than 0"));
+}
+
+TEST(ConfigLoaderTest, JournalMustNotBeTheBackingFile) {
+  EXPECT_THAT(error_of(kBacking + "journal:\n  path: /tmp/x.img\n"),
+              HasSubstr("line 4: journal.path: must not be the backing file itself"));
+}
+
+TEST(ConfigLoaderTest, UnreadableFile) {
+  ConfigLoader loader;
+  loader.set_file("/nonexistent/disk.yaml");
+  try {
+    loader.load();
+    FAIL() << "loaded a missing file";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(std::string(e.what()),
+                AllOf(HasSubstr("/nonexistent/disk.yaml"), HasSubstr("cannot read the config file")));
+  }
+}
+
+TEST(ConfigLoaderTest, EmptyFileMeansDefaults) {
+  EXPECT_EQ(error_of("", {{"backing.path", "/x"}}), "");
+}
+
+TEST(ConfigLoaderTest, HelpListsEveryKey) {
+  std::string help = ConfigLoader::help_text();
+  for (const char* key : {"backing.path", "device.atomic_write_unit_max", "cache.dirty_expire",
+                          "journal.mode"}) {
+    EXPECT_THAT(help, HasSubstr(key));
+    EXPECT_TRUE(ConfigLoader::is_known_key(key));
+  }
+}
+
+}  // namespace
+}  // namespace untorn::conf
