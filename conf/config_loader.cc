@@ -260,7 +260,10 @@ void validate(Config& c, const std::map<std::string, Origin>& origins) {
     auto it = origins.find(key);
     return it == origins.end() ? Origin("default") : it->second;
   };
-  auto value_of = [](uint64_t v) { return std::to_string(v) + " (" + format_size(v) + ")"; };
+  auto value_of = [](uint64_t v) {
+    std::string exact = std::to_string(v), short_form = format_size(v);
+    return exact == short_form ? exact : exact + " (" + short_form + ")";
+  };
 
   if (c.backing.path.empty())
     fail("config", "backing.path",

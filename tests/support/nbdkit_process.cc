@@ -110,10 +110,10 @@ void NbdkitProcess::kill_hard() {
   wait_exit();
 }
 
-void NbdkitProcess::stop() {
-  if (pid_ <= 0) return;
+int NbdkitProcess::stop() {
+  if (pid_ <= 0) return 0;
   ::kill(pid_, SIGTERM);
-  wait_exit();
+  return wait_exit();
 }
 
 std::string NbdkitProcess::stderr_text() const {

@@ -32,8 +32,9 @@ class NbdkitProcess {
   int wait_exit();
   // SIGKILL, then reap: the crash of the server process.
   void kill_hard();
-  // SIGTERM, then reap.
-  void stop();
+  // SIGTERM, then reap; returns the wait status (0 when nbdkit was not running).
+  int stop();
+  bool running() const { return pid_ > 0; }
 
   const std::string& socket_path() const { return socket_; }
   std::string uri() const { return "nbd+unix:///?socket=" + socket_; }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# What a user does: serve a device on a unix socket and TCP at once (untorn-listen), copy
+# a file in with nbdcopy over one and back out over the other, byte for byte; check
+# that untorn-config derives QEMU's options and refuses a bad config with its message.
+# Needs UNTORN_PLUGIN, UNTORN_LISTEN, UNTORN_CONFIG (set by meson).
+set -euo pipefail
+dir=$(mktemp -d "${TMPDIR:-/tmp}/untorn-serve-test.XXXXXX")
+srv_pid=""
+cleanup() {
+  if [ -n "$srv_pid" ]; then kill "$srv_pid" 2>/dev/null || true; wait "$srv_pid" 2>/dev/null || true; fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; [ -f "$dir/nbdkit.log" ] && sed 's/^/  nbdkit: /' "$dir/nbdkit.log" >&2; exit 1; }
+
+preload=()
+[ -n "${UNTORN_NBDKIT_PRELOAD:-}" ] && preload=(env "LD_PRELOAD=$UNTORN_NBDKIT_PRELOAD")
+
+# untorn-listen prints one line per socket once it listens, then becomes nbdkit: reading
+# those lines is the synchronisation.
+coproc SRV { exec "$UNTORN_LISTEN" --unix "$dir/s.sock" --tcp 127.0.0.1:0 -- \
+  "${preload[@]}" nbdkit -f --exit-with-parent "$UNTORN_PLUGIN" \
+  backing.path="$dir/disk.img" backing.size=32M 2>"$dir/nbdkit.log"; }
+srv_pid=$SRV_PID
+read -r kind1 addr1 <&"${SRV[0]}" || fail "untorn-listen printed nothing"
+read -r kind2 addr2 <&"${SRV[0]}" || fail "untorn-listen printed one line only"
+[ "$kind1" = unix ] && [ "$addr1" = "$dir/s.sock" ] || fail "unexpected first line: $kind1 $addr1"
+[ "$kind2" = tcp ] && [[ $addr2 == 127.0.0.1:[1-9]* ]] || fail "unexpected second line: $kind2 $addr2"
+
+head -c 20475904 /dev/urandom > "$dir/in.bin"   # 4999 blocks: a multiple of L, not of A
+nbdcopy "$dir/in.bin" "nbd+unix:///?socket=$dir/s.sock" || fail "nbdcopy in over unix"
+nbdcopy "nbd://$addr2" "$dir/out.bin" || fail "nbdcopy out over tcp"
+[ "$(stat -c %s "$dir/out.bin")" = 33554432 ] || fail "copied-out size is not the device size"
+cmp -n 20475904 "$dir/in.bin" "$dir/out.bin" || fail "data differs after the round trip"
+cmp -n $((33554432 - 20475904)) -i 20475904:0 "$dir/out.bin" /dev/zero || fail "tail not zero"
+nbdinfo "nbd://$addr2" | grep -q 'description: untorn: logical_block_size=4096 atomic_write_unit_min=4096 atomic_write_unit_max=65536' \
+  || fail "export description missing over tcp"
+
+# A second server on the same socket path is refused while the first runs.
+if "$UNTORN_LISTEN" --unix "$dir/s.sock" -- true 2>"$dir/second.err"; then fail "second listener accepted"; fi
+grep -q "is in use by a running server" "$dir/second.err" || fail "second listener message: $(cat "$dir/second.err")"
+
+kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true; srv_pid=""
+cmp -n 20475904 "$dir/in.bin" "$dir/disk.img" || fail "backing file does not hold the data"
+
+args=$("$UNTORN_CONFIG" --qemu-nvme-args n0 backing.path=/x device.logical_block_size=512 device.atomic_write_unit_max=16K)
+[ "$args" = "-device nvme,id=nvme0,serial=untorn,atomic.dn=off,atomic.awun=31,atomic.awupf=31 -device nvme-ns,drive=n0,bus=nvme0,nsid=1,logical_block_size=512,physical_block_size=512" ] \
+  || fail "qemu args: $args"
+if "$UNTORN_CONFIG" backing.path=/x device.atomic_write_unit_max=2K 2>"$dir/cfg.err"; then fail "bad config accepted"; fi
+grep -q "device.atomic_write_unit_max: must be at least device.logical_block_size" "$dir/cfg.err" \
+  || fail "untorn-config message: $(cat "$dir/cfg.err")"
+echo "serve round trip: ok"
