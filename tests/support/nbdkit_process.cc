@@ -58,6 +58,16 @@ void NbdkitProcess::start() {
   }
   if (const char* pre = std::getenv("UNTORN_NBDKIT_PRELOAD"); pre && *pre)
     env_s.push_back(std::string("LD_PRELOAD=") + pre);
+  // UNTORN_NBDKIT_ENV: space-separated NAME=VALUE pairs for nbdkit only (set by meson
+  // for sanitizer builds); they override the inherited ones.
+  if (const char* extra = std::getenv("UNTORN_NBDKIT_ENV"); extra && *extra) {
+    std::istringstream words(extra);
+    for (std::string kv; words >> kv;) {
+      std::string name = kv.substr(0, kv.find('=') + 1);
+      std::erase_if(env_s, [&](const std::string& e) { return e.starts_with(name); });
+      env_s.push_back(kv);
+    }
+  }
   env_s.push_back("LISTEN_FDS=1");
   env_s.push_back("LISTEN_PID=0000000000");  // digits filled in by the child
   std::vector<char*> envp;
