@@ -46,8 +46,8 @@ run_one() {
             --ramp_time=2 --randrepeat=1 --norandommap --minimal 2>"$dir/$name.fio.err") \
     || { cat "$dir/$name.fio.err" "$dir/$name.log" >&2; exit 1; }
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-  # terse v3: field 7/8 read bw KiB/s / iops, 48/49 write bw KiB/s / iops
-  echo "$out" | awk -F';' -v n="$name" '{ printf "%s %d %d\n", n, $8 + $49, $7 + $48 }'
+  # terse v3 line (fio also prints "connected" lines): 7/8 read bw KiB/s / iops, 48/49 write
+  echo "$out" | awk -F';' -v n="$name" '$1 == "3" { printf "%s %d %d\n", n, $8 + $49, $7 + $48 }'
 }
 
 echo "fio nbd engine: rw=$rw bs=$bs iodepth=$iodepth size=$size runtime=${runtime}s, one connection"
