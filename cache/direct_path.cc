@@ -19,9 +19,12 @@ void check_range(uint64_t size, uint64_t offset, uint64_t length, int err, const
 
 }  // namespace
 
-DirectPath::DirectPath(BlockDevice& device, uint32_t logical_block_size)
+DirectPath::DirectPath(BlockDevice& device, AtomicWriter& writer, uint32_t logical_block_size,
+                       uint32_t atomic_write_unit_max)
     : device_(device),
+      writer_(writer),
       logical_block_size_(logical_block_size),
+      atomic_write_unit_max_(atomic_write_unit_max),
       granule_(std::max(logical_block_size, device.io_align())) {}
 
 void DirectPath::read(uint64_t offset, std::span<std::byte> dst) {
@@ -29,6 +32,7 @@ void DirectPath::read(uint64_t offset, std::span<std::byte> dst) {
   if (dst.empty()) return;
   const uint64_t begin = align_down(offset);
   const uint64_t end = align_up(offset + dst.size());
+  // A1: shared against every write's exclusive hold (test: IntegrationTest.NoTornReads).
   auto guard = locks_.lock(begin, end - begin, RangeLock::Mode::shared);
   if (begin == offset && end == offset + dst.size()) {
     device_.read(offset, dst);
@@ -39,59 +43,56 @@ void DirectPath::read(uint64_t offset, std::span<std::byte> dst) {
   std::memcpy(dst.data(), buffer.data() + (offset - begin), dst.size());
 }
 
+void DirectPath::write_granules(uint64_t offset, uint64_t length, const std::byte* src, bool atomic,
+                                bool fua) {
+  const uint64_t begin = align_down(offset);
+  const uint64_t end = align_up(offset + length);
+  if (begin == offset && end == offset + length && src) {
+    writer_.write(offset, {src, length}, atomic, fua);
+    return;
+  }
+  AlignedBuffer buffer(end - begin);
+  // Read only the edge granules the request does not cover completely.
+  if (offset != begin) device_.read(begin, buffer.span().first(granule_));
+  if (offset + length != end && (end - granule_ != begin || offset == begin))
+    device_.read(end - granule_, buffer.span().last(granule_));
+  if (src) std::memcpy(buffer.data() + (offset - begin), src, length);
+  else std::memset(buffer.data() + (offset - begin), 0, length);
+  writer_.write(begin, buffer.span(), atomic, fua);
+}
+
 void DirectPath::write(uint64_t offset, std::span<const std::byte> src, bool fua) {
   check_range(size(), offset, src.size(), ENOSPC, "write");
   if (src.empty()) return;
   const uint64_t begin = align_down(offset);
   const uint64_t end = align_up(offset + src.size());
-  {
-    auto guard = locks_.lock(begin, end - begin, RangeLock::Mode::exclusive);
-    if (begin == offset && end == offset + src.size()) {
-      device_.write(offset, src);
-    } else {
-      AlignedBuffer buffer(end - begin);
-      // Read only the edge granules the write does not cover completely.
-      if (offset != begin) device_.read(begin, buffer.span().first(granule_));
-      if (offset + src.size() != end && (end - granule_ != begin || offset == begin))
-        device_.read(end - granule_, buffer.span().last(granule_));
-      std::memcpy(buffer.data() + (offset - begin), src.data(), src.size());
-      device_.write(begin, buffer.span());
-    }
-  }
-  if (fua) device_.sync();
-}
-
-void DirectPath::zero_within_granule(uint64_t offset, uint64_t length) {
-  const uint64_t begin = align_down(offset);
-  AlignedBuffer buffer(granule_);
-  device_.read(begin, buffer.span());
-  std::memset(buffer.data() + (offset - begin), 0, length);
-  device_.write(begin, buffer.span());
+  // Exclusive for the whole read-modify-write and crash-atomic write: A1, and no lost
+  // update (test: DirectPathTest.ConcurrentUnalignedWritesLoseNothing).
+  auto guard = locks_.lock(begin, end - begin, RangeLock::Mode::exclusive);
+  write_granules(offset, src.size(), src.data(), atomic_eligible(offset, src.size()), fua);
 }
 
 void DirectPath::zero(uint64_t offset, uint64_t length, ZeroOptions options, bool fua) {
   check_range(size(), offset, length, ENOSPC, "zero");
   if (length == 0) return;
   const uint64_t end = offset + length;
-  {
-    auto guard = locks_.lock(align_down(offset), align_up(end) - align_down(offset),
-                             RangeLock::Mode::exclusive);
-    const uint64_t mid_begin = align_up(offset);
-    const uint64_t mid_end = align_down(end);
-    if (mid_begin < mid_end) {
-      // The aligned middle first: if a fast zero is refused, nothing has changed yet.
-      device_.write_zeroes(mid_begin, mid_end - mid_begin, options);
-      if (offset < mid_begin) zero_within_granule(offset, mid_begin - offset);
-      if (mid_end < end) zero_within_granule(mid_end, end - mid_end);
-    } else if (align_down(offset) == align_down(end - 1)) {
-      zero_within_granule(offset, length);  // inside one granule
-    } else {
-      // Two partial granules that meet at a boundary.
-      zero_within_granule(offset, mid_begin - offset);
-      zero_within_granule(mid_begin, end - mid_begin);
-    }
+  const bool atomic = atomic_eligible(offset, length);
+  auto guard = locks_.lock(align_down(offset), align_up(end) - align_down(offset),
+                           RangeLock::Mode::exclusive);
+  const uint64_t mid_begin = align_up(offset);
+  const uint64_t mid_end = align_down(end);
+  const bool has_edges = offset != mid_begin || end != mid_end;
+  if (mid_begin >= mid_end || (atomic && has_edges)) {
+    // Within granules, or an eligible zero with partial granules: one write of zeroes,
+    // so it stays a single crash-atomic operation.
+    write_granules(offset, length, nullptr, atomic, fua);
+    return;
   }
-  if (fua) device_.sync();
+  // The aligned middle first: if a fast zero is refused, nothing has changed yet.
+  writer_.zero(mid_begin, mid_end - mid_begin, options, atomic, fua && !has_edges);
+  if (offset < mid_begin) write_granules(offset, mid_begin - offset, nullptr, false, false);
+  if (mid_end < end) write_granules(mid_end, end - mid_end, nullptr, false, false);
+  if (fua && has_edges) writer_.flush();
 }
 
 void DirectPath::trim(uint64_t offset, uint64_t length, bool fua) {
@@ -99,7 +100,7 @@ void DirectPath::trim(uint64_t offset, uint64_t length, bool fua) {
   zero(offset, length, ZeroOptions{.may_punch = true, .fast_only = false}, fua);
 }
 
-void DirectPath::flush() { device_.sync(); }
+void DirectPath::flush() { writer_.flush(); }
 
 std::vector<Extent> DirectPath::extents(uint64_t offset, uint64_t length) {
   check_range(size(), offset, length, EINVAL, "block status");

@@ -1,6 +1,9 @@
 // cache/direct_path.h — requests straight to the device, no cache.
 //
-// Holds references (not ownership) to a BlockDevice, which must outlive it.
+// Holds references (not ownership) to a BlockDevice and the AtomicWriter over it, which
+// must outlive it. Every write, zero and trim goes to the device through the writer, which
+// makes an atomic-eligible one (offset and length multiples of L, length <= A) a single
+// crash-atomic operation (A2).
 // Works in granules of G = max(L, device io_align): a request not aligned to G is served by
 // read-modify-write of its edge granules. Every write, zero and trim holds its G-aligned
 // range exclusive in the RangeLock for its whole read-modify-write, and every read holds
@@ -11,12 +14,14 @@
 
 #include "cache/range_lock.h"
 #include "cache/request_path.h"
+#include "device/atomic_writer.h"
 
 namespace untorn {
 
 class DirectPath final : public RequestPath {
  public:
-  DirectPath(BlockDevice& device, uint32_t logical_block_size);
+  DirectPath(BlockDevice& device, AtomicWriter& writer, uint32_t logical_block_size,
+             uint32_t atomic_write_unit_max);
 
   uint64_t size() const override { return device_.size(); }
   void read(uint64_t offset, std::span<std::byte> dst) override;
@@ -28,16 +33,23 @@ class DirectPath final : public RequestPath {
   void prefetch(uint64_t offset, uint64_t length) override;
 
   uint32_t granule() const { return granule_; }
+  // DESIGN.md §1: offset and length multiples of L, length <= A.
+  bool atomic_eligible(uint64_t offset, uint64_t length) const {
+    return length > 0 && offset % logical_block_size_ == 0 && length % logical_block_size_ == 0 &&
+           length <= atomic_write_unit_max_;
+  }
 
  private:
   uint64_t align_down(uint64_t v) const { return v / granule_ * granule_; }
   uint64_t align_up(uint64_t v) const { return (v + granule_ - 1) / granule_ * granule_; }
-  // Zeroes [offset, offset+length) inside one granule by read-modify-write; the caller
-  // holds the granule exclusive.
-  void zero_within_granule(uint64_t offset, uint64_t length);
+  // Writes src at offset through the writer, by read-modify-write of the edge granules
+  // when unaligned; src null means zeroes. The caller holds the aligned range exclusive.
+  void write_granules(uint64_t offset, uint64_t length, const std::byte* src, bool atomic, bool fua);
 
   BlockDevice& device_;
+  AtomicWriter& writer_;
   uint32_t logical_block_size_;
+  uint32_t atomic_write_unit_max_;
   uint32_t granule_;
   RangeLock locks_;
 };

@@ -52,7 +52,15 @@ struct Config {
   struct Journal {
     std::string path;   // empty until validated: then backing.path + ".journal"
     JournalMode mode = JournalMode::automatic;
+    uint64_t checkpoint_size = uint64_t{64} << 20;  // records before a checkpoint
   } journal;
+
+  // Test-only switches: negative controls and benchmarks. They make untorn unsafe and
+  // are logged loudly when set; never use them for data you care about.
+  struct Test {
+    bool unsafe_allow_journal_never = false;  // accept journal.mode=never where it tears
+    uint64_t unsafe_split_writes = 0;         // write in place in pieces of this size
+  } test;
 };
 
 }  // namespace untorn

@@ -125,6 +125,18 @@ const std::vector<KeySpec>& key_specs() {
          else if (t == "never") c.journal.mode = JournalMode::never;
          else throw BadValue{"one of auto, always, never"};
        }},
+      {"journal.checkpoint_size", "journal bytes after which it is checkpointed (default 64M)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.journal.checkpoint_size = want_size(t);
+       }},
+      {"test.unsafe_allow_journal_never", "TEST ONLY: allow journal.mode=never where writes can tear",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.test.unsafe_allow_journal_never = want_bool(t);
+       }},
+      {"test.unsafe_split_writes", "TEST ONLY: write in place in pieces of this size (tears writes)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.test.unsafe_split_writes = want_size(t);
+       }},
   };
   return specs;
 }
@@ -314,6 +326,13 @@ void validate(Config& c, const std::map<std::string, Origin>& origins) {
   if (c.cache.dirty_expire.count() <= 0)
     fail(origin("cache.dirty_expire"), "cache.dirty_expire", "must be longer than 0");
 
+  if (c.journal.checkpoint_size < kMiB)
+    fail(origin("journal.checkpoint_size"), "journal.checkpoint_size",
+         "must be at least 1M, got " + value_of(c.journal.checkpoint_size));
+  const uint64_t S = c.test.unsafe_split_writes;
+  if (S != 0 && (S % L != 0 || S > kMiB))
+    fail(origin("test.unsafe_split_writes"), "test.unsafe_split_writes",
+         "must be 0 or a multiple of device.logical_block_size up to 1M, got " + value_of(S));
   if (c.journal.path.empty()) c.journal.path = c.backing.path + ".journal";
   if (c.journal.path == c.backing.path)
     fail(origin("journal.path"), "journal.path", "must not be the backing file itself");

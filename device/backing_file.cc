@@ -4,6 +4,7 @@
 #include <linux/falloc.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -120,6 +121,11 @@ std::unique_ptr<BackingFile> BackingFile::open(const Config::Backing& backing,
 
 BackingFile::BackingFile(OpenedBy, std::string path, int fd, uint64_t size, bool direct_io)
     : path_(std::move(path)), fd_(fd), size_(size), direct_io_(direct_io), storage_(probe_storage(fd)) {
+  struct stat st;
+  if (fstat(fd_, &st) == 0) {
+    inode_ = st.st_ino;
+    device_number_ = st.st_dev;
+  }
   if (direct_io_) {
     // Without STATX_DIOALIGN (older kernels) fall back to the device's logical block
     // size, then to 4096, which every Linux block device accepts.
@@ -202,6 +208,31 @@ void BackingFile::write(uint64_t offset, std::span<const std::byte> src) {
     transfer(true, offset + done, bounce_buffer.data(), n);
     done += n;
   }
+}
+
+bool BackingFile::supports_atomic_write(uint64_t offset, uint64_t length) const {
+  const uint64_t min = storage_.atomic_write_unit_min, max = storage_.atomic_write_unit_max;
+  return direct_io_ && max != 0 && length >= min && length <= max && (length & (length - 1)) == 0 &&
+         offset % length == 0 && offset + length <= size_;
+}
+
+void BackingFile::write_atomic(uint64_t offset, std::span<const std::byte> src) {
+  if (!supports_atomic_write(offset, src.size())) throw_atomic_unsupported();
+  constexpr int kRwfAtomic = 0x00000040;  // RWF_ATOMIC, Linux 6.11 (not in Debian 12's headers)
+  const std::byte* p = src.data();
+  if (reinterpret_cast<uintptr_t>(p) % mem_align_ != 0) {
+    bounce_buffer.resize(src.size());
+    std::memcpy(bounce_buffer.data(), src.data(), src.size());
+    p = bounce_buffer.data();
+  }
+  iovec iov{const_cast<std::byte*>(p), src.size()};
+  ssize_t n;
+  do {
+    n = pwritev2(fd_, &iov, 1, static_cast<off_t>(offset), kRwfAtomic);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) throw IoError::from_errno(errno, "RWF_ATOMIC write of " + path_ + " at " + std::to_string(offset));
+  if (static_cast<size_t>(n) != src.size())
+    throw IoError(EIO, "RWF_ATOMIC write of " + path_ + " was short");
 }
 
 void BackingFile::write_zero_buffers(uint64_t offset, uint64_t length) {

@@ -30,10 +30,16 @@ class BackingFile final : public BlockDevice {
   uint32_t io_align() const override { return io_align_; }
   const StorageInfo& storage() const override { return storage_; }
   bool direct_io() const { return direct_io_; }
+  uint64_t inode() const { return inode_; }
+  uint64_t device_number() const { return device_number_; }
   const std::string& path() const { return path_; }
 
   void read(uint64_t offset, std::span<std::byte> dst) override;
   void write(uint64_t offset, std::span<const std::byte> src) override;
+  // RWF_ATOMIC where statx reports it: power-of-two length within the reported unit
+  // min/max, naturally aligned, on the O_DIRECT descriptor.
+  bool supports_atomic_write(uint64_t offset, uint64_t length) const override;
+  void write_atomic(uint64_t offset, std::span<const std::byte> src) override;
   void write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) override;
   void sync() override;
   std::vector<Extent> extents(uint64_t offset, uint64_t length) override;
@@ -55,6 +61,8 @@ class BackingFile final : public BlockDevice {
   StorageInfo storage_;
   uint32_t io_align_;
   uint32_t mem_align_;
+  uint64_t inode_ = 0;
+  uint64_t device_number_ = 0;
 };
 
 }  // namespace untorn

@@ -44,12 +44,27 @@ class BlockDevice {
 
   virtual void read(uint64_t offset, std::span<std::byte> dst) = 0;
   virtual void write(uint64_t offset, std::span<const std::byte> src) = 0;
+  // One write that the storage applies whole or not at all across a power loss
+  // (pwritev2 RWF_ATOMIC). Only called when supports_atomic_write() says so.
+  virtual bool supports_atomic_write(uint64_t offset, uint64_t length) const {
+    (void)offset;
+    (void)length;
+    return false;
+  }
+  virtual void write_atomic(uint64_t offset, std::span<const std::byte> src) {
+    (void)offset;
+    (void)src;
+    throw_atomic_unsupported();
+  }
   // Any byte range; reads back as zeroes afterwards.
   virtual void write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) = 0;
   // Makes every completed write durable (fdatasync).
   virtual void sync() = 0;
   // The allocation of [offset, offset+length): sorted, contiguous, covering the range.
   virtual std::vector<Extent> extents(uint64_t offset, uint64_t length) = 0;
+
+ protected:
+  [[noreturn]] static void throw_atomic_unsupported();
 };
 
 }  // namespace untorn

@@ -3,17 +3,71 @@
 #include <algorithm>
 
 #include "cache/direct_path.h"
+#include "conf/units.h"
+#include "util/io_error.h"
+#include "util/log.h"
 
 namespace untorn {
 
 Server::Server(Config config)
     : config_(std::move(config)),
       device_(BackingFile::open(config_.backing, config_.device.logical_block_size)),
-      path_(std::make_unique<DirectPath>(*device_, config_.device.logical_block_size)) {
+      native_atomic_unit_(resolve_native_atomic_unit()) {
+  check_journal_mode();
+  if (config_.journal.mode != JournalMode::never) {
+    journal_file_ = PosixJournalFile::open(config_.journal.path);
+    const journal::Identity identity{device_->size(), device_->inode(), device_->device_number(),
+                                     config_.device.logical_block_size};
+    recovery_ = recover_journal(*device_, *journal_file_, identity);
+    journal_ = std::make_unique<JournalWriter>(*journal_file_, recovery_.header);
+  }
+  AtomicWriterOptions options;
+  options.atomic_write_unit_max = config_.device.atomic_write_unit_max;
+  options.native_atomic_unit = native_atomic_unit_;
+  options.mode = config_.journal.mode;
+  options.checkpoint_bytes = config_.journal.checkpoint_size;
+  options.unsafe_split_writes = static_cast<uint32_t>(config_.test.unsafe_split_writes);
+  if (options.unsafe_split_writes)
+    log_warning("test.unsafe_split_writes is set: writes are split and CAN TEAR (test only)");
+  writer_ = std::make_unique<AtomicWriter>(*device_, journal_.get(), options);
+  path_ = std::make_unique<DirectPath>(*device_, *writer_, config_.device.logical_block_size,
+                                       config_.device.atomic_write_unit_max);
   description_ = "untorn: logical_block_size=" + std::to_string(config_.device.logical_block_size) +
                  " atomic_write_unit_min=" + std::to_string(config_.device.logical_block_size) +
                  " atomic_write_unit_max=" + std::to_string(config_.device.atomic_write_unit_max) +
-                 " cache_mode=direct";
+                 " cache_mode=direct journal=" + to_string(config_.journal.mode) +
+                 " native_atomic_unit=" + std::to_string(native_atomic_unit_);
+}
+
+// device.native_atomic_unit, else the physical block size of the device under the
+// backing file (the unit its writes are never torn below: an assumption about the
+// storage, documented in README), else 512 (one sector, the least any disk promises).
+uint64_t Server::resolve_native_atomic_unit() const {
+  if (config_.device.native_atomic_unit != 0) return config_.device.native_atomic_unit;
+  const uint32_t pbs = device_->storage().physical_block_size;
+  if (pbs >= 512 && conf::is_power_of_two(pbs)) return pbs;
+  log_warning("cannot read the physical block size of the storage under " + device_->path() +
+              "; assuming writes of 512 bytes are atomic (set device.native_atomic_unit)");
+  return 512;
+}
+
+void Server::check_journal_mode() const {
+  if (config_.journal.mode != JournalMode::never) return;
+  const uint64_t A = config_.device.atomic_write_unit_max;
+  if (A <= native_atomic_unit_) return;
+  if (config_.test.unsafe_allow_journal_never) {
+    log_warning("journal.mode=never with atomic_write_unit_max above the native atomic unit: "
+                "atomic writes CAN TEAR on a crash (test.unsafe_allow_journal_never)");
+    return;
+  }
+  // RWF_ATOMIC alone cannot cover every eligible write: the contract makes writes of up
+  // to A at any L-aligned offset eligible, and RWF_ATOMIC needs natural alignment.
+  throw IoError(EINVAL, "journal.mode: never is unsafe here: device.atomic_write_unit_max (" +
+                            conf::format_size(A) + ") exceeds the native atomic unit of the "
+                            "backing storage (" + conf::format_size(native_atomic_unit_) +
+                            "), so atomic writes could tear on a crash without the journal; use "
+                            "journal.mode=auto, or lower device.atomic_write_unit_max to " +
+                            conf::format_size(native_atomic_unit_));
 }
 
 uint32_t Server::preferred_block_size() const {

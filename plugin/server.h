@@ -1,9 +1,11 @@
-// plugin/server.h — the export being served: config, device and request path together.
+// plugin/server.h — the export being served: config, device, journal and request path.
 //
-// Owns: the BackingFile and the RequestPath over it (the path holds a reference to the
-// device, so the device is declared first and outlives it). Built once in nbdkit's
-// get_ready (before nbdkit forks, so errors reach the user's terminal), destroyed at
-// unload. Nothing here calls nbdkit: plugin/untorn_plugin.cc is the only file that does.
+// Owns, in construction order (each later one holds references to earlier ones, so they
+// are destroyed in reverse): the BackingFile, the journal file and its writer (unless
+// journal.mode is never), the AtomicWriter and the RequestPath. The constructor runs
+// journal recovery before anything is served. Built once in nbdkit's get_ready (before
+// nbdkit forks, so errors reach the user's terminal), destroyed at unload. Nothing here
+// calls nbdkit: plugin/untorn_plugin.cc is the only file that does.
 #pragma once
 
 #include <memory>
@@ -11,7 +13,11 @@
 
 #include "cache/request_path.h"
 #include "conf/config.h"
+#include "device/atomic_writer.h"
 #include "device/backing_file.h"
+#include "device/journal_file.h"
+#include "device/journal_writer.h"
+#include "device/recovery.h"
 
 namespace untorn {
 
@@ -22,6 +28,9 @@ class Server {
   const Config& config() const { return config_; }
   RequestPath& path() { return *path_; }
   const BackingFile& device() const { return *device_; }
+  const AtomicWriter& writer() const { return *writer_; }
+  uint64_t native_atomic_unit() const { return native_atomic_unit_; }
+  const RecoveryResult& recovery() const { return recovery_; }
   // "untorn: logical_block_size=4096 atomic_write_unit_max=65536 ..."
   const std::string& description() const { return description_; }
 
@@ -32,8 +41,16 @@ class Server {
   static constexpr uint32_t kMaxBlockSize = 32u << 20;
 
  private:
+  uint64_t resolve_native_atomic_unit() const;
+  void check_journal_mode() const;
+
   Config config_;
   std::unique_ptr<BackingFile> device_;
+  uint64_t native_atomic_unit_;
+  std::unique_ptr<JournalFile> journal_file_;
+  RecoveryResult recovery_;
+  std::unique_ptr<JournalWriter> journal_;
+  std::unique_ptr<AtomicWriter> writer_;
   std::unique_ptr<RequestPath> path_;
   std::string description_;
 };

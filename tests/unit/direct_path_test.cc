@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "device/backing_file.h"
+#include "device/recovery.h"
 #include "tests/support/faulty_device.h"
 #include "tests/support/temp_dir.h"
 #include "util/io_error.h"
@@ -28,7 +29,15 @@ class DirectPathTest : public ::testing::Test {
     b.size = kSize;
     device_ = BackingFile::open(b, 4096);
     faulty_ = std::make_unique<FaultyDevice>(*device_);
-    path_ = std::make_unique<DirectPath>(*faulty_, 4096);
+    // A native unit of 4K and A = 64K: writes above 4K go through the journal.
+    journal_file_ = PosixJournalFile::open(dir_.file("d.img.journal"));
+    auto recovered = recover_journal(*faulty_, *journal_file_, journal::Identity{kSize, 1, 1, 4096});
+    journal_ = std::make_unique<JournalWriter>(*journal_file_, recovered.header);
+    AtomicWriterOptions options;
+    options.atomic_write_unit_max = 65536;
+    options.native_atomic_unit = 4096;
+    writer_ = std::make_unique<AtomicWriter>(*faulty_, journal_.get(), options);
+    path_ = std::make_unique<DirectPath>(*faulty_, *writer_, 4096, 65536);
     model_.assign(kSize, std::byte{0});
   }
 
@@ -49,6 +58,9 @@ class DirectPathTest : public ::testing::Test {
   TempDir dir_;
   std::unique_ptr<BackingFile> device_;
   std::unique_ptr<FaultyDevice> faulty_;
+  std::unique_ptr<JournalFile> journal_file_;
+  std::unique_ptr<JournalWriter> journal_;
+  std::unique_ptr<AtomicWriter> writer_;
   std::unique_ptr<DirectPath> path_;
   std::vector<std::byte> model_;
 };
@@ -178,9 +190,10 @@ TEST_F(DirectPathTest, IoErrorsReachTheCallerAndChangeNothing) {
   std::mt19937_64 rng(5);
   write(0, random_bytes(rng, 65536));
   auto before = read(0, 65536);
+  EXPECT_GT(writer_->stats().journaled, 0u) << "a 64K write must have gone through the journal";
 
   faulty_->fail_writes(1, EIO);
-  auto data = random_bytes(rng, 65536);
+  auto data = random_bytes(rng, 4096);  // in place (one native unit): the device write fails
   try {
     path_->write(0, data, false);
     FAIL() << "write succeeded";

@@ -1,0 +1,171 @@
+#include "device/atomic_writer.h"
+
+#include <algorithm>
+
+#include "util/io_error.h"
+
+namespace untorn {
+
+AtomicWriter::AtomicWriter(BlockDevice& device, JournalWriter* journal, AtomicWriterOptions options)
+    : device_(device), journal_(journal), options_(options) {
+  if (!journal_ && options_.mode != JournalMode::never)
+    throw IoError(EINVAL, "internal: a journal is needed unless journal.mode is never");
+  if (options_.native_atomic_unit == 0) options_.native_atomic_unit = 512;
+}
+
+bool AtomicWriter::fits_native_unit(uint64_t offset, uint64_t length) const {
+  const uint64_t n = options_.native_atomic_unit;
+  return length <= n && offset / n == (offset + length - 1) / n;
+}
+
+bool AtomicWriter::overlaps_journaled(uint64_t offset, uint64_t length) const {
+  std::lock_guard lk(ranges_mutex_);
+  auto it = journaled_ranges_.upper_bound(offset);
+  if (it != journaled_ranges_.begin()) {
+    auto prev = std::prev(it);
+    if (prev->second > offset) return true;
+  }
+  return it != journaled_ranges_.end() && it->first < offset + length;
+}
+
+void AtomicWriter::mark_journaled(uint64_t offset, uint64_t length) {
+  std::lock_guard lk(ranges_mutex_);
+  uint64_t begin = offset, end = offset + length;
+  auto it = journaled_ranges_.upper_bound(begin);
+  if (it != journaled_ranges_.begin() && std::prev(it)->second >= begin) --it;
+  while (it != journaled_ranges_.end() && it->first <= end) {
+    begin = std::min(begin, it->first);
+    end = std::max(end, it->second);
+    it = journaled_ranges_.erase(it);
+  }
+  journaled_ranges_.emplace(begin, end);
+}
+
+AtomicWriter::Method AtomicWriter::method_for(uint64_t offset, uint64_t length, bool atomic) const {
+  if (options_.mode == JournalMode::never || options_.unsafe_bypass_journal)
+    return atomic && device_.supports_atomic_write(offset, length) && !fits_native_unit(offset, length)
+               ? Method::rwf_atomic
+               : Method::in_place;
+  if (options_.mode == JournalMode::always && atomic) return Method::journal;
+  // A record of the current epoch under this range: only the journal keeps the order.
+  if (overlaps_journaled(offset, length)) return Method::journal;
+  if (!atomic || fits_native_unit(offset, length)) return Method::in_place;
+  if (device_.supports_atomic_write(offset, length)) return Method::rwf_atomic;
+  return Method::journal;
+}
+
+void AtomicWriter::write_in_place(uint64_t offset, std::span<const std::byte> data) {
+  const size_t piece = options_.unsafe_split_writes;
+  if (piece == 0 || data.size() <= piece) {
+    device_.write(offset, data);
+    return;
+  }
+  for (size_t done = 0; done < data.size(); done += piece)
+    device_.write(offset + done, data.subspan(done, std::min(piece, data.size() - done)));
+}
+
+void AtomicWriter::journaled(journal::RecordKind kind, uint64_t offset, uint64_t length,
+                             std::span<const std::byte> data, ZeroOptions zero_options) {
+  {
+    std::unique_lock lk(checkpoint_mutex_);
+    checkpoint_cv_.wait(lk, [&] { return !checkpointing_; });
+    ++journaled_in_flight_;
+  }
+  struct Leave {
+    AtomicWriter* w;
+    ~Leave() {
+      std::lock_guard lk(w->checkpoint_mutex_);
+      --w->journaled_in_flight_;
+      w->checkpoint_cv_.notify_all();
+    }
+  } leave{this};
+  mark_journaled(offset, length);
+  journal_->commit(kind, offset, static_cast<uint32_t>(length), data);
+  // The record is durable: a crash from here on is repaired by replay.
+  if (kind == journal::RecordKind::data) write_in_place(offset, data);
+  else device_.write_zeroes(offset, length, zero_options);
+}
+
+void AtomicWriter::count(Method m) {
+  std::lock_guard lk(stats_mutex_);
+  switch (m) {
+    case Method::in_place: ++stats_.in_place; break;
+    case Method::rwf_atomic: ++stats_.rwf_atomic; break;
+    case Method::journal: ++stats_.journaled; break;
+  }
+}
+
+AtomicWriter::Method AtomicWriter::write(uint64_t offset, std::span<const std::byte> data,
+                                         bool atomic, bool fua) {
+  if (data.empty()) return Method::in_place;
+  const Method m = method_for(offset, data.size(), atomic);
+  switch (m) {
+    case Method::in_place: write_in_place(offset, data); break;
+    case Method::rwf_atomic: device_.write_atomic(offset, data); break;
+    case Method::journal:
+      journaled(journal::RecordKind::data, offset, data.size(), data, {});
+      break;
+  }
+  count(m);
+  // A journaled write is durable once its record is (replay restores it): FUA needs no sync.
+  if (fua && m != Method::journal) device_.sync();
+  if (m == Method::journal && journal_->record_bytes() > options_.checkpoint_bytes) checkpoint();
+  return m;
+}
+
+AtomicWriter::Method AtomicWriter::zero(uint64_t offset, uint64_t length, ZeroOptions zero_options,
+                                        bool atomic, bool fua) {
+  if (length == 0) return Method::in_place;
+  Method m = method_for(offset, length, atomic);
+  if (m == Method::rwf_atomic) m = Method::journal;  // fallocate has no RWF_ATOMIC
+  if (m == Method::journal && (options_.mode == JournalMode::never || options_.unsafe_bypass_journal))
+    m = Method::in_place;
+  if (m == Method::journal)
+    journaled(journal::RecordKind::zero, offset, length, {}, zero_options);
+  else
+    device_.write_zeroes(offset, length, zero_options);
+  count(m);
+  if (fua && m != Method::journal) device_.sync();
+  return m;
+}
+
+void AtomicWriter::checkpoint() {
+  std::unique_lock lk(checkpoint_mutex_);
+  if (checkpointing_) {  // someone else is at it: wait for theirs
+    checkpoint_cv_.wait(lk, [&] { return !checkpointing_; });
+    return;
+  }
+  checkpointing_ = true;
+  checkpoint_cv_.wait(lk, [&] { return journaled_in_flight_ == 0; });
+  lk.unlock();
+  struct Done {
+    AtomicWriter* w;
+    ~Done() {
+      std::lock_guard lk(w->checkpoint_mutex_);
+      w->checkpointing_ = false;
+      w->checkpoint_cv_.notify_all();
+    }
+  } done{this};
+  // Every record's in-place write has completed; make them durable, then the records
+  // are no longer needed.
+  device_.sync();
+  if (journal_->record_bytes() > 0) {
+    journal_->reset();
+    std::lock_guard rl(ranges_mutex_);
+    journaled_ranges_.clear();
+    std::lock_guard sl(stats_mutex_);
+    ++stats_.checkpoints;
+  }
+}
+
+void AtomicWriter::flush() {
+  if (journal_ && journal_->record_bytes() > 0) checkpoint();
+  else device_.sync();
+}
+
+AtomicWriter::Stats AtomicWriter::stats() const {
+  std::lock_guard lk(stats_mutex_);
+  return stats_;
+}
+
+}  // namespace untorn

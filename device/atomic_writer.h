@@ -1,0 +1,89 @@
+// device/atomic_writer.h — the crash-atomic write operation (DESIGN.md §4, promise A2).
+//
+// Holds references to the BlockDevice and (unless journal.mode is never) the
+// JournalWriter; both must outlive it. For each write the caller marks atomic-eligible it
+// picks one crash-atomic operation:
+//   1. in place, when the range lies within one aligned native atomic unit of the storage;
+//   2. one RWF_ATOMIC write, when the device supports it for that range;
+//   3. otherwise the journal: record committed (durable, group commit), then in place.
+// Writes that are not eligible go in place. Whatever the kind, a write or zero that
+// touches a range with a record in the current journal epoch goes through the journal
+// too, so replay never overwrites newer data (T1; test: AtomicWriterTest.ReplayNeverClobbersNewerData).
+// Checkpoint (on flush, and when the journal passes checkpoint_bytes): wait for
+// journaled writes in flight, fdatasync the device, reset the journal.
+// Thread-safe; the caller (cache/DirectPath) keeps overlapping requests apart with its
+// range lock, which this class relies on.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <span>
+
+#include "conf/config.h"
+#include "device/block_device.h"
+#include "device/journal_writer.h"
+
+namespace untorn {
+
+struct AtomicWriterOptions {
+  uint32_t atomic_write_unit_max = 64 * 1024;
+  uint64_t native_atomic_unit = 512;  // resolved: never 0
+  JournalMode mode = JournalMode::automatic;
+  uint64_t checkpoint_bytes = uint64_t{64} << 20;
+  // Test-only negative controls (never set by a user config; see README "Testing"):
+  bool unsafe_bypass_journal = false;   // act as if every write were safe in place
+  uint32_t unsafe_split_writes = 0;     // issue in-place writes in pieces of this size
+};
+
+class AtomicWriter {
+ public:
+  enum class Method { in_place, rwf_atomic, journal };
+
+  // `journal` may be null only when options.mode is never.
+  AtomicWriter(BlockDevice& device, JournalWriter* journal, AtomicWriterOptions options);
+
+  // Writes `data` at `offset` (aligned to the device's io_align). When it returns the
+  // write is visible; with `fua` it is also durable (D2).
+  Method write(uint64_t offset, std::span<const std::byte> data, bool atomic, bool fua);
+  // Zeroes a range (aligned to io_align). `atomic`: an eligible WRITE_ZEROES.
+  Method zero(uint64_t offset, uint64_t length, ZeroOptions options, bool atomic, bool fua);
+  // D1: everything completed before the call is durable when it returns.
+  void flush();
+
+  // What a write of this range would use (tests, stats).
+  Method method_for(uint64_t offset, uint64_t length, bool atomic) const;
+
+  struct Stats {
+    uint64_t in_place = 0, rwf_atomic = 0, journaled = 0, checkpoints = 0;
+  };
+  Stats stats() const;
+
+ private:
+  bool fits_native_unit(uint64_t offset, uint64_t length) const;
+  bool overlaps_journaled(uint64_t offset, uint64_t length) const;
+  void mark_journaled(uint64_t offset, uint64_t length);
+  void write_in_place(uint64_t offset, std::span<const std::byte> data);
+  void journaled(journal::RecordKind kind, uint64_t offset, uint64_t length,
+                 std::span<const std::byte> data, ZeroOptions zero_options);
+  void checkpoint();
+  void count(Method m);
+
+  BlockDevice& device_;
+  JournalWriter* journal_;
+  AtomicWriterOptions options_;
+
+  mutable std::mutex ranges_mutex_;
+  std::map<uint64_t, uint64_t> journaled_ranges_;  // start -> end, current epoch
+
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_cv_;
+  int journaled_in_flight_ = 0;
+  bool checkpointing_ = false;
+
+  mutable std::mutex stats_mutex_;
+  Stats stats_;
+};
+
+}  // namespace untorn

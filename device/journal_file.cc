@@ -1,0 +1,78 @@
+#include "device/journal_file.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "util/io_error.h"
+
+namespace untorn {
+
+std::unique_ptr<PosixJournalFile> PosixJournalFile::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw IoError::from_errno(errno, "journal.path: " + path + ": cannot open");
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw IoError(EINVAL, "journal.path: " + path + ": is not a regular file");
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw IoError(err == EWOULDBLOCK ? EBUSY : err,
+                  "journal.path: " + path + ": is in use by another process (it holds a lock on it)");
+  }
+  // The journal's name must survive a crash like its contents.
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    ::close(dfd);
+  }
+  return std::make_unique<PosixJournalFile>(OpenedBy{}, path, fd);
+}
+
+PosixJournalFile::~PosixJournalFile() { ::close(fd_); }
+
+uint64_t PosixJournalFile::size() {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) throw IoError::from_errno(errno, "stat of journal " + path_);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+size_t PosixJournalFile::read(uint64_t offset, std::span<std::byte> dst) {
+  size_t done = 0;
+  while (done < dst.size()) {
+    ssize_t n = pread(fd_, dst.data() + done, dst.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw IoError::from_errno(errno, "read of journal " + path_);
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+void PosixJournalFile::write(uint64_t offset, std::span<const std::byte> src) {
+  size_t done = 0;
+  while (done < src.size()) {
+    ssize_t n = pwrite(fd_, src.data() + done, src.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw IoError::from_errno(errno, "write of journal " + path_);
+    done += static_cast<size_t>(n);
+  }
+}
+
+void PosixJournalFile::truncate(uint64_t size) {
+  if (ftruncate(fd_, static_cast<off_t>(size)) != 0)
+    throw IoError::from_errno(errno, "truncate of journal " + path_);
+}
+
+void PosixJournalFile::sync() {
+  if (fdatasync(fd_) != 0) throw IoError::from_errno(errno, "fdatasync of journal " + path_);
+}
+
+}  // namespace untorn

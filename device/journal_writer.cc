@@ -1,0 +1,111 @@
+#include "device/journal_writer.h"
+
+#include <array>
+
+#include "util/io_error.h"
+
+namespace untorn {
+
+void write_journal_header(JournalFile& file, const journal::Header& header) {
+  std::array<std::byte, journal::kHeaderSize> block;
+  journal::encode_header(header, block);
+  file.write(0, block);
+  file.truncate(journal::kHeaderSize);
+  file.sync();
+}
+
+JournalWriter::JournalWriter(JournalFile& file, journal::Header header)
+    : file_(file), header_(header) {}
+
+void JournalWriter::write_batch(std::vector<Pending*>& batch, uint64_t at) {
+  size_t total = 0;
+  for (Pending* p : batch) total += journal::kRecordHeaderSize + p->data.size();
+  std::vector<std::byte> buffer(total);
+  size_t pos = 0;
+  for (Pending* p : batch) {
+    std::span<std::byte, journal::kRecordHeaderSize> head(buffer.data() + pos, journal::kRecordHeaderSize);
+    journal::encode_record_header(p->header, p->data, head);
+    std::memcpy(buffer.data() + pos + journal::kRecordHeaderSize, p->data.data(), p->data.size());
+    pos += journal::kRecordHeaderSize + p->data.size();
+  }
+  file_.write(at, buffer);
+  file_.sync();
+}
+
+void JournalWriter::commit(journal::RecordKind kind, uint64_t offset, uint32_t length,
+                           std::span<const std::byte> data) {
+  Pending me;
+  me.header = {header_.epoch, 0, offset, length, kind};
+  me.data = data;
+  std::unique_lock lk(mutex_);
+  queue_.push_back(&me);
+  while (!me.done) {
+    if (leader_active_) {
+      done_.wait(lk);
+      continue;
+    }
+    // Lead: take everything queued, number it, write it as one append + one sync.
+    leader_active_ = true;
+    std::vector<Pending*> batch;
+    batch.swap(queue_);
+    const uint64_t at = tail_;
+    const uint64_t first_sequence = next_sequence_;
+    for (Pending* p : batch) {
+      p->header.epoch = header_.epoch;
+      p->header.sequence = next_sequence_++;
+      tail_ += journal::kRecordHeaderSize + p->data.size();
+    }
+    lk.unlock();
+    int error = 0;
+    std::string message;
+    try {
+      write_batch(batch, at);
+    } catch (const IoError& e) {
+      error = e.err();
+      message = e.what();
+    }
+    lk.lock();
+    if (error) {  // rewind: the next batch overwrites the failed one
+      tail_ = at;
+      next_sequence_ = first_sequence;
+    } else {
+      ++commits_;
+      records_ += batch.size();
+    }
+    for (Pending* p : batch) {
+      p->done = true;
+      p->error = error;
+      p->message = message;
+    }
+    leader_active_ = false;
+    done_.notify_all();
+  }
+  if (me.error) throw IoError(me.error, me.message);
+}
+
+void JournalWriter::reset() {
+  std::lock_guard lk(mutex_);
+  journal::Header next = header_;
+  ++next.epoch;
+  write_journal_header(file_, next);
+  header_ = next;
+  tail_ = journal::kHeaderSize;
+  next_sequence_ = 1;
+}
+
+uint64_t JournalWriter::record_bytes() const {
+  std::lock_guard lk(mutex_);
+  return tail_ - journal::kHeaderSize;
+}
+
+uint64_t JournalWriter::commits() const {
+  std::lock_guard lk(mutex_);
+  return commits_;
+}
+
+uint64_t JournalWriter::records() const {
+  std::lock_guard lk(mutex_);
+  return records_;
+}
+
+}  // namespace untorn

@@ -1,0 +1,67 @@
+// device/journal_writer.h — appends records to the journal, many writers per fdatasync.
+//
+// Holds a reference to the JournalFile (which must outlive it). commit() returns only
+// when the record is durable; concurrent commits are gathered by whichever caller finds
+// no commit running (the leader), written as one append and made durable by one
+// fdatasync (group commit). reset() starts a new epoch; the caller must make sure no
+// commit is running and that every committed record is durable in place first
+// (AtomicWriter's checkpoint does both).
+// On a failed append or sync every record of that batch fails with the error, and the
+// tail is rewound so the next batch overwrites the failed bytes.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "device/journal_file.h"
+#include "device/journal_format.h"
+
+namespace untorn {
+
+class JournalWriter {
+ public:
+  // `header` is what recovery left (its epoch is current); records go from kHeaderSize.
+  JournalWriter(JournalFile& file, journal::Header header);
+
+  // Appends one record (data: payload = `data`; zero: `data` empty, `length` bytes).
+  void commit(journal::RecordKind kind, uint64_t offset, uint32_t length,
+              std::span<const std::byte> data);
+
+  // New epoch: header rewritten, file truncated to the header, fdatasync.
+  void reset();
+
+  uint64_t record_bytes() const;   // bytes of records in the current epoch
+  uint64_t commits() const;        // fdatasyncs done for records (for tests and stats)
+  uint64_t records() const;
+
+ private:
+  struct Pending {
+    journal::RecordHeader header{};
+    std::span<const std::byte> data;
+    bool done = false;
+    int error = 0;
+    std::string message;
+  };
+
+  void write_batch(std::vector<Pending*>& batch, uint64_t at);
+
+  JournalFile& file_;
+  journal::Header header_;
+  mutable std::mutex mutex_;
+  std::condition_variable done_;
+  std::vector<Pending*> queue_;
+  bool leader_active_ = false;
+  uint64_t tail_ = journal::kHeaderSize;
+  uint64_t next_sequence_ = 1;
+  uint64_t commits_ = 0;
+  uint64_t records_ = 0;
+};
+
+// Writes a fresh header for `header` and truncates after it, durably.
+void write_journal_header(JournalFile& file, const journal::Header& header);
+
+}  // namespace untorn

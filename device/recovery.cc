@@ -1,0 +1,73 @@
+#include "device/recovery.h"
+
+#include <array>
+#include <cstring>
+#include <string>
+
+#include "device/journal_reader.h"
+#include "device/journal_writer.h"
+#include "util/io_error.h"
+#include "util/log.h"
+
+namespace untorn {
+namespace {
+
+std::string describe(const journal::Identity& id) {
+  return "size " + std::to_string(id.backing_size) + ", inode " + std::to_string(id.inode) +
+         ", device " + std::to_string(id.device);
+}
+
+}  // namespace
+
+RecoveryResult recover_journal(BlockDevice& device, JournalFile& file,
+                               const journal::Identity& identity) {
+  RecoveryResult result;
+  const uint64_t size = file.size();
+  std::array<std::byte, journal::kHeaderSize> block{};
+  const size_t got = size == 0 ? 0 : file.read(0, block);
+  journal::Header header;
+  bool header_ok = got == block.size() && journal::decode_header(block, header);
+
+  if (!header_ok) {
+    if (got >= 8 && std::memcmp(block.data(), journal::kHeaderMagic, 8) != 0)
+      throw IoError(EINVAL, "journal.path: " + file.name() +
+                                ": exists and is not an untorn journal; refusing to overwrite it");
+    // New, or a header torn by a crash during reset: a reset only starts after the device
+    // is durable, so nothing in such a journal is needed.
+    if (size != 0) log_warning("journal " + file.name() + ": header incomplete (crash during reset); re-initialising");
+    result.header = journal::Header{1, identity};
+    write_journal_header(file, result.header);
+    result.initialised = true;
+    return result;
+  }
+
+  JournalReader reader(file, header, device.size());
+  JournalReader::Record record;
+  bool foreign = !(header.identity == identity);
+  while (reader.next(record)) {
+    if (foreign)
+      throw IoError(EINVAL, "journal.path: " + file.name() + ": holds records for another backing file (" +
+                                describe(header.identity) + "; this one has " + describe(identity) +
+                                "); refusing to replay it. If the backing file was copied or "
+                                "restored on purpose, move the journal away to start without it");
+    if (record.header.kind == journal::RecordKind::data)
+      device.write(record.header.offset, record.data);
+    else
+      device.write_zeroes(record.header.offset, record.header.length, {.may_punch = true});
+    ++result.records_replayed;
+    result.bytes_replayed += record.header.length;
+  }
+  result.stop_reason = reader.stop_reason();
+  if (result.records_replayed > 0) {
+    device.sync();
+    log_info("journal " + file.name() + ": replayed " + std::to_string(result.records_replayed) +
+             " record(s), " + std::to_string(result.bytes_replayed) + " bytes (stopped at: " +
+             result.stop_reason + ")");
+  }
+  result.header = journal::Header{header.epoch + 1, identity};
+  write_journal_header(file, result.header);
+  result.initialised = result.records_replayed == 0;
+  return result;
+}
+
+}  // namespace untorn

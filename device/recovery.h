@@ -1,0 +1,30 @@
+// device/recovery.h — journal recovery, run at every open before the device is served.
+//
+// recover_journal() replays every valid record of the current epoch into the device in
+// order, fdatasyncs the device, then resets the journal (new epoch, durable). A crash at
+// any point of it leaves records that the next open replays again (replay is idempotent:
+// records hold whole data, applied in order). A journal that names another backing file
+// and holds records is refused (IoError EINVAL), never replayed; a file that is not an
+// untorn journal at all is refused too, never overwritten.
+#pragma once
+
+#include <cstdint>
+
+#include "device/block_device.h"
+#include "device/journal_file.h"
+#include "device/journal_format.h"
+
+namespace untorn {
+
+struct RecoveryResult {
+  journal::Header header;        // the journal's header after recovery (new epoch)
+  uint64_t records_replayed = 0;
+  uint64_t bytes_replayed = 0;
+  bool initialised = false;      // the journal was new (or empty of records) and was set up
+  const char* stop_reason = "";
+};
+
+RecoveryResult recover_journal(BlockDevice& device, JournalFile& journal,
+                               const journal::Identity& identity);
+
+}  // namespace untorn
