@@ -1,5 +1,6 @@
 #include "device/recovery.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <string>
@@ -29,7 +30,13 @@ RecoveryResult recover_journal(BlockDevice& device, JournalFile& file,
   bool header_ok = got == block.size() && journal::decode_header(block, header);
 
   if (!header_ok) {
-    if (got >= 8 && std::memcmp(block.data(), journal::kHeaderMagic, 8) != 0)
+    // Our header is one sector of fields and zeroes after it. A header region that is all
+    // zero in a file no longer than the header is our own initialisation torn by a crash;
+    // anything else without our magic is somebody else's file.
+    const bool all_zero = std::all_of(block.begin(), block.begin() + static_cast<long>(got),
+                                      [](std::byte b) { return b == std::byte{0}; });
+    const bool ours_torn = all_zero && size <= journal::kHeaderSize;
+    if (!ours_torn && (got < 8 || std::memcmp(block.data(), journal::kHeaderMagic, 8) != 0))
       throw IoError(EINVAL, "journal.path: " + file.name() +
                                 ": exists and is not an untorn journal; refusing to overwrite it");
     // New, or a header torn by a crash during reset: a reset only starts after the device
