@@ -39,7 +39,7 @@ bool JournalReader::next(Record& out) {
     return false;
   }
   out.data.resize(payload);
-  if (file_.read(pos_ + journal::kRecordHeaderSize, out.data) != payload) {
+  if (payload > 0 && file_.read(pos_ + journal::kRecordHeaderSize, out.data) != payload) {
     stop_reason_ = "short read";
     return false;
   }

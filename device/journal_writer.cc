@@ -25,7 +25,8 @@ void JournalWriter::write_batch(std::vector<Pending*>& batch, uint64_t at) {
   for (Pending* p : batch) {
     std::span<std::byte, journal::kRecordHeaderSize> head(buffer.data() + pos, journal::kRecordHeaderSize);
     journal::encode_record_header(p->header, p->data, head);
-    std::memcpy(buffer.data() + pos + journal::kRecordHeaderSize, p->data.data(), p->data.size());
+    if (!p->data.empty())
+      std::memcpy(buffer.data() + pos + journal::kRecordHeaderSize, p->data.data(), p->data.size());
     pos += journal::kRecordHeaderSize + p->data.size();
   }
   file_.write(at, buffer);

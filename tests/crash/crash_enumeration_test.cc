@@ -32,6 +32,7 @@ namespace untorn {
 namespace {
 
 using testing::CrashRecorder;
+using testing::CrashStateBuilder;
 using testing::Event;
 using testing::Fate;
 using testing::kSector;
@@ -132,68 +133,6 @@ Recording record_workload(const Scenario& s, uint64_t seed) {
   return rec;
 }
 
-// Durable images advance with the cut; a crash state is them plus the unsynced events.
-class CrashStates {
- public:
-  // The files start as `device` and `journal` (what they held when recording began).
-  CrashStates(const CrashRecorder& rec, std::vector<std::byte> device, std::vector<std::byte> journal,
-              uint64_t device_tear)
-      : log_(rec.log()), device_(std::move(device)), journal_(std::move(journal)), tear_{device_tear, kSector} {}
-
-  // Moves the cut forward; returns the events not covered by their file's last sync.
-  const std::vector<size_t>& advance(size_t cut) {
-    size_t last_sync[2] = {applied_[0], applied_[1]};
-    for (size_t i = 0; i < cut; ++i)
-      if (log_[i].kind == Event::Kind::sync) last_sync[log_[i].file] = i + 1;
-    for (int f = 0; f < 2; ++f) {
-      for (size_t i = applied_[f]; i < last_sync[f]; ++i)
-        if (log_[i].file == f) apply(log_[i], Fate::applied, f == 0 ? device_ : journal_, nullptr);
-      applied_[f] = std::max(applied_[f], last_sync[f]);
-    }
-    pending_.clear();
-    for (size_t i = 0; i < cut; ++i) {
-      const Event& e = log_[i];
-      if (e.kind != Event::Kind::sync && i >= applied_[e.file]) pending_.push_back(i);
-    }
-    return pending_;
-  }
-
-  std::pair<std::vector<std::byte>, std::vector<std::byte>> build(const std::vector<Fate>& fates,
-                                                                  std::mt19937_64& rng) const {
-    auto dev = device_;
-    auto jnl = journal_;
-    for (size_t k = 0; k < pending_.size(); ++k) {
-      const Event& e = log_[pending_[k]];
-      apply(e, fates[k], e.file == 0 ? dev : jnl, &rng);
-    }
-    return {std::move(dev), std::move(jnl)};
-  }
-
- private:
-  void apply(const Event& e, Fate fate, std::vector<std::byte>& f, std::mt19937_64* rng) const {
-    if (fate == Fate::dropped) return;
-    if (e.kind == Event::Kind::truncate) {
-      f.resize(e.offset, std::byte{0});
-      return;
-    }
-    if (f.size() < e.offset + e.length) f.resize(e.offset + e.length, std::byte{0});
-    const uint64_t unit = e.kind == Event::Kind::atomic_write ? e.length : tear_[e.file];
-    for (uint64_t off = 0; off < e.length; off += unit) {
-      if (fate == Fate::torn && (*rng)() % 2) continue;
-      const uint64_t n = std::min(unit, e.length - off);
-      if (e.kind == Event::Kind::zero) std::memset(f.data() + e.offset + off, 0, n);
-      else std::memcpy(f.data() + e.offset + off, e.data.data() + off, n);
-    }
-  }
-
-  const std::vector<Event>& log_;
-  std::vector<std::byte> device_;
-  std::vector<std::byte> journal_;
-  size_t applied_[2] = {0, 0};
-  uint64_t tear_[2];
-  std::vector<size_t> pending_;
-};
-
 struct Violations {
   uint64_t torn_writes = 0, lost_durable = 0, resurrected = 0, garbage = 0;
   std::string first;
@@ -290,6 +229,13 @@ class Checker {
   std::vector<std::vector<size_t>> touching_;
 };
 
+// Crash states per scenario: 4000 (three scenarios: over 10,000 a run). Sanitizer builds
+// set UNTORN_CRASH_STATES lower (meson), as they run the same code 5-20 times slower.
+uint64_t target_states() {
+  if (const char* s = std::getenv("UNTORN_CRASH_STATES")) return std::strtoull(s, nullptr, 0);
+  return 4000;
+}
+
 uint64_t seed_for(const char* name) {
   if (const char* s = std::getenv("UNTORN_CRASH_SEED")) return std::strtoull(s, nullptr, 0);
   return std::hash<std::string>{}(name) ^ 0x5eed;
@@ -315,7 +261,7 @@ EnumerationResult enumerate(const Scenario& s, uint64_t seed, uint64_t target_st
   // First pass: every cut, all fates where few writes are pending (3^n), a seeded sample
   // otherwise. Further passes sample until the target is reached.
   for (int pass = 0; result.states < target_states; ++pass) {
-    CrashStates states(rec.recorder, std::vector<std::byte>(s.device_size), {}, s.native);
+    CrashStateBuilder states(rec.recorder, std::vector<std::byte>(s.device_size), {}, s.native);
     for (size_t cut = 1; cut <= cuts; ++cut) {
       const auto& pending = states.advance(cut);
       uint64_t combos = 1;
@@ -377,10 +323,10 @@ class CrashEnumerationTest : public ::testing::TestWithParam<Scenario> {
 TEST_P(CrashEnumerationTest, EveryCrashStateRecoversWhole) {
   const Scenario& s = GetParam();
   const uint64_t seed = seed_for(s.name);
-  EnumerationResult r = enumerate(s, seed, 4000, 1);
+  EnumerationResult r = enumerate(s, seed, target_states(), 1);
   report(s, r);
   EXPECT_EQ(r.violations.total(), 0u) << r.violations.first << "\n(replay with UNTORN_CRASH_SEED=" << seed << ")";
-  EXPECT_GE(r.states, 4000u);
+  EXPECT_GE(r.states, target_states());
   EXPECT_GT(r.stats.journaled, 0u) << "the workload must exercise the journal";
   EXPECT_GT(r.stats.checkpoints, 0u) << "the workload must exercise checkpoints";
 }
@@ -395,7 +341,7 @@ TEST(CrashEnumerationRecovery, CrashDuringRecoveryIsRecoveredByTheNextOpen) {
   Recording rec = record_workload(s, seed);
   std::mt19937_64 rng(seed);
   uint64_t checked = 0, with_records = 0;
-  CrashStates states(rec.recorder, std::vector<std::byte>(s.device_size), {}, s.native);
+  CrashStateBuilder states(rec.recorder, std::vector<std::byte>(s.device_size), {}, s.native);
   for (size_t cut = 1; cut <= rec.recorder.log().size(); cut += 3) {
     const auto& pending = states.advance(cut);
     std::vector<Fate> fates(pending.size());
@@ -410,7 +356,7 @@ TEST(CrashEnumerationRecovery, CrashDuringRecoveryIsRecoveredByTheNextOpen) {
     MemoryDevice device(dev, &recovery_log);
     MemoryJournalFile journal(jnl, &recovery_log);
     recover_journal(device, journal, identity_for(s));
-    CrashStates during(recovery_log, dev, jnl, s.native);
+    CrashStateBuilder during(recovery_log, dev, jnl, s.native);
     for (size_t rcut = 1; rcut <= recovery_log.log().size(); ++rcut) {
       const auto& rpending = during.advance(rcut);
       std::vector<Fate> rfates(rpending.size());
@@ -460,7 +406,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(CrashEnumerationNegativeControl, BypassingTheJournalTearsWrites) {
   LogSink previous = set_log_sink([](LogLevel, std::string_view) {});
   Scenario s{"bypass", 4096, 65536, 4096, 0, 512 * 1024, 260, true};
-  EnumerationResult r = enumerate(s, seed_for(s.name), 4000, 20);
+  EnumerationResult r = enumerate(s, seed_for(s.name), std::min<uint64_t>(4000, target_states()), 20);
   report(s, r);
   set_log_sink(previous);
   EXPECT_GT(r.violations.torn_writes, 0u) << "the checker did not notice writes torn on purpose";

@@ -4,9 +4,7 @@
 // Owns: the event log and the two in-memory files it describes (device and journal).
 // RecordingDevice / RecordingJournalFile apply each operation to their current contents
 // and append it to the log; both hold a reference to the CrashRecorder, which must
-// outlive them. crash_state() replays the log up to a cut point: every event of a file up
-// to that file's last sync before the cut is applied; each later event is applied,
-// dropped or torn (a random subset of its tear units) as the caller's choices say.
+// outlive them. CrashStateBuilder turns the log into the states a crash could leave.
 #pragma once
 
 #include <cstdint>
@@ -38,62 +36,74 @@ class CrashRecorder {
   const std::vector<Event>& log() const { return log_; }
   size_t position() const { return log_.size(); }
 
-  // Indexes (into the log, before `cut`) of events not covered by their file's last sync.
-  std::vector<size_t> unsynced(size_t cut) const {
-    size_t last_sync[2] = {0, 0};
-    bool seen[2] = {false, false};
+ private:
+  std::vector<Event> log_;
+};
+
+// Builds crash states from a recording, for cut points in increasing order. A state is
+// each file's events up to its last sync before the cut (kept as durable images that
+// advance with the cut), plus every later event applied, dropped or torn (a random subset
+// of its pieces: `device_tear` bytes on the device, 512-byte sectors in the journal;
+// RWF_ATOMIC writes are never torn). Holds a reference to the recorder's log.
+class CrashStateBuilder {
+ public:
+  // The files start as `device` and `journal` (what they held when recording began).
+  CrashStateBuilder(const CrashRecorder& rec, std::vector<std::byte> device, std::vector<std::byte> journal,
+              uint64_t device_tear)
+      : log_(rec.log()), device_(std::move(device)), journal_(std::move(journal)), tear_{device_tear, 512} {}
+
+  // Moves the cut forward; returns the events not covered by their file's last sync.
+  const std::vector<size_t>& advance(size_t cut) {
+    size_t last_sync[2] = {applied_[0], applied_[1]};
     for (size_t i = 0; i < cut; ++i)
-      if (log_[i].kind == Event::Kind::sync) {
-        last_sync[log_[i].file] = i;
-        seen[log_[i].file] = true;
-      }
-    std::vector<size_t> out;
+      if (log_[i].kind == Event::Kind::sync) last_sync[log_[i].file] = i + 1;
+    for (int f = 0; f < 2; ++f) {
+      for (size_t i = applied_[f]; i < last_sync[f]; ++i)
+        if (log_[i].file == f) apply(log_[i], Fate::applied, f == 0 ? device_ : journal_, nullptr);
+      applied_[f] = std::max(applied_[f], last_sync[f]);
+    }
+    pending_.clear();
     for (size_t i = 0; i < cut; ++i) {
       const Event& e = log_[i];
-      if (e.kind == Event::Kind::sync) continue;
-      if (!seen[e.file] || i > last_sync[e.file]) out.push_back(i);
+      if (e.kind != Event::Kind::sync && i >= applied_[e.file]) pending_.push_back(i);
     }
-    return out;
+    return pending_;
   }
 
-  struct State {
-    std::vector<std::byte> device;
-    std::vector<std::byte> journal;
-  };
-
-  // The files as a crash at `cut` leaves them. `fates[k]` is the fate of unsynced(cut)[k];
-  // torn events keep a random subset of their `tear_unit[file]`-sized pieces.
-  State crash_state(size_t cut, const std::vector<Fate>& fates, uint64_t device_size,
-                    const uint64_t tear_unit[2], std::mt19937_64& rng) const {
-    State s;
-    s.device.assign(device_size, std::byte{0});
-    auto pending = unsynced(cut);
-    size_t k = 0;
-    for (size_t i = 0; i < cut; ++i) {
-      const Event& e = log_[i];
-      if (e.kind == Event::Kind::sync) continue;
-      Fate fate = Fate::applied;
-      if (k < pending.size() && pending[k] == i) fate = fates[k++];
-      if (fate == Fate::dropped) continue;
-      std::vector<std::byte>& f = e.file == 0 ? s.device : s.journal;
-      if (e.kind == Event::Kind::truncate) {
-        f.resize(e.offset, std::byte{0});
-        continue;
-      }
-      if (f.size() < e.offset + e.length) f.resize(e.offset + e.length, std::byte{0});
-      const uint64_t unit = e.kind == Event::Kind::atomic_write ? e.length : tear_unit[e.file];
-      for (uint64_t off = 0; off < e.length; off += unit) {
-        if (fate == Fate::torn && rng() % 2) continue;
-        const uint64_t n = std::min(unit, e.length - off);
-        if (e.kind == Event::Kind::zero) std::memset(f.data() + e.offset + off, 0, n);
-        else std::memcpy(f.data() + e.offset + off, e.data.data() + off, n);
-      }
+  std::pair<std::vector<std::byte>, std::vector<std::byte>> build(const std::vector<Fate>& fates,
+                                                                  std::mt19937_64& rng) const {
+    auto dev = device_;
+    auto jnl = journal_;
+    for (size_t k = 0; k < pending_.size(); ++k) {
+      const Event& e = log_[pending_[k]];
+      apply(e, fates[k], e.file == 0 ? dev : jnl, &rng);
     }
-    return s;
+    return {std::move(dev), std::move(jnl)};
   }
 
  private:
-  std::vector<Event> log_;
+  void apply(const Event& e, Fate fate, std::vector<std::byte>& f, std::mt19937_64* rng) const {
+    if (fate == Fate::dropped) return;
+    if (e.kind == Event::Kind::truncate) {
+      f.resize(e.offset, std::byte{0});
+      return;
+    }
+    if (f.size() < e.offset + e.length) f.resize(e.offset + e.length, std::byte{0});
+    const uint64_t unit = e.kind == Event::Kind::atomic_write ? e.length : tear_[e.file];
+    for (uint64_t off = 0; off < e.length; off += unit) {
+      if (fate == Fate::torn && (*rng)() % 2) continue;
+      const uint64_t n = std::min(unit, e.length - off);
+      if (e.kind == Event::Kind::zero) std::memset(f.data() + e.offset + off, 0, n);
+      else std::memcpy(f.data() + e.offset + off, e.data.data() + off, n);
+    }
+  }
+
+  const std::vector<Event>& log_;
+  std::vector<std::byte> device_;
+  std::vector<std::byte> journal_;
+  size_t applied_[2] = {0, 0};
+  uint64_t tear_[2];
+  std::vector<size_t> pending_;
 };
 
 // A BlockDevice over a byte vector; io_align 512. With a recorder, logs what it does.
@@ -160,7 +170,7 @@ class MemoryJournalFile final : public JournalFile {
 
   uint64_t size() override { return data_.size(); }
   size_t read(uint64_t offset, std::span<std::byte> dst) override {
-    if (offset >= data_.size()) return 0;
+    if (offset >= data_.size() || dst.empty()) return 0;
     size_t n = std::min<size_t>(dst.size(), data_.size() - offset);
     std::memcpy(dst.data(), data_.data() + offset, n);
     return n;
