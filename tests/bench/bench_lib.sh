@@ -1,0 +1,53 @@
+# tests/bench/bench_lib.sh — shared by the benchmark scripts (sourced, not run).
+# bench_setup: installs fio if missing, builds, makes $bench_dir (removed on exit).
+# bench_run NAME nbdkit-args...: serves NAME on a unix socket (untorn-listen), runs fio's
+#   nbd engine with $fio_args, records "NAME IOPS KiB/s" in $bench_results.
+# bench_table BASELINE: prints IOPS, MiB/s and BASELINE's IOPS over each target's.
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+bench_results=()
+bench_pid=""
+
+bench_setup() {
+  "$repo/scripts/deps.sh" bench
+  [ -f "$repo/build/build.ninja" ] || meson setup "$repo/build" >/dev/null
+  ninja -C "$repo/build" plugin/nbdkit-untorn-plugin.so tools/untorn-listen >/dev/null
+  bench_dir=$(mktemp -d "${TMPDIR:-/tmp}/untorn-bench.XXXXXX")
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  if [ -n "$bench_pid" ]; then kill "$bench_pid" 2>/dev/null || true; wait "$bench_pid" 2>/dev/null || true; fi
+  declare -F bench_extra_cleanup >/dev/null && bench_extra_cleanup
+  rm -rf "$bench_dir"
+}
+
+bench_run() {
+  local name=$1; shift
+  local sock="$bench_dir/$name.sock"
+  echo "  running $name ..." >&2
+  coproc SRV { exec "$repo/build/tools/untorn-listen" --unix "$sock" -- nbdkit -f --exit-with-parent "$@" 2>"$bench_dir/$name.log"; }
+  bench_pid=$SRV_PID
+  read -r _ _ <&"${SRV[0]}"
+  local out
+  # shellcheck disable=SC2154
+  out=$(fio --name="$name" --ioengine=nbd --uri="nbd+unix:///?socket=$sock" "${fio_args[@]}" \
+            --minimal 2>"$bench_dir/$name.fio.err") \
+    || { cat "$bench_dir/$name.fio.err" "$bench_dir/$name.log" >&2; exit 1; }
+  kill "$bench_pid"; wait "$bench_pid" 2>/dev/null || true; bench_pid=""
+  # terse v3 line (fio also prints "connected" lines): 7/8 read KiB/s / IOPS, 48/49 write
+  bench_results+=("$(echo "$out" | awk -F';' -v n="$name" '$1 == "3" { printf "%s %d %d\n", n, $8 + $49, $7 + $48 }')")
+}
+
+bench_table() {
+  local base=$1 base_iops=""
+  for r in "${bench_results[@]}"; do
+    read -r name iops _ <<<"$r"
+    [ "$name" = "$base" ] && base_iops=$iops
+  done
+  printf '%-22s %10s %10s %14s\n' target IOPS MiB/s "$base/target"
+  for r in "${bench_results[@]}"; do
+    read -r name iops bw <<<"$r"
+    printf '%-22s %10d %10.1f %14s\n' "$name" "$iops" "$(awk -v b="$bw" 'BEGIN{print b/1024}')" \
+      "$(awk -v u="$base_iops" -v t="$iops" 'BEGIN { printf (t > 0 ? "%.2f" : "n/a"), u / t }')"
+  done
+}
