@@ -109,7 +109,7 @@ AtomicWriter::Method AtomicWriter::write(uint64_t offset, std::span<const std::b
   count(m);
   // A journaled write is durable once its record is (replay restores it): FUA needs no sync.
   if (fua && m != Method::journal) device_.sync();
-  if (m == Method::journal && journal_->record_bytes() > options_.checkpoint_bytes) checkpoint();
+  if (m == Method::journal && journal_->record_bytes() > options_.checkpoint_bytes) checkpoint(false);
   return m;
 }
 
@@ -129,11 +129,16 @@ AtomicWriter::Method AtomicWriter::zero(uint64_t offset, uint64_t length, ZeroOp
   return m;
 }
 
-void AtomicWriter::checkpoint() {
+void AtomicWriter::checkpoint(bool for_flush) {
   std::unique_lock lk(checkpoint_mutex_);
-  if (checkpointing_) {  // someone else is at it: wait for theirs
+  if (checkpointing_) {
+    {
+      std::lock_guard sl(stats_mutex_);
+      ++stats_.checkpoint_waits;
+    }
     checkpoint_cv_.wait(lk, [&] { return !checkpointing_; });
-    return;
+    // A size-triggered checkpoint only wanted the journal shorter: someone did it.
+    if (!for_flush) return;
   }
   checkpointing_ = true;
   checkpoint_cv_.wait(lk, [&] { return journaled_in_flight_ == 0; });
@@ -159,7 +164,7 @@ void AtomicWriter::checkpoint() {
 }
 
 void AtomicWriter::flush() {
-  if (journal_ && journal_->record_bytes() > 0) checkpoint();
+  if (journal_) checkpoint(true);  // device fdatasync, and a journal reset if it has records
   else device_.sync();
 }
 

@@ -57,6 +57,7 @@ class AtomicWriter {
 
   struct Stats {
     uint64_t in_place = 0, rwf_atomic = 0, journaled = 0, checkpoints = 0;
+    uint64_t checkpoint_waits = 0;  // callers that found a checkpoint running and waited
   };
   Stats stats() const;
 
@@ -67,7 +68,11 @@ class AtomicWriter {
   void write_in_place(uint64_t offset, std::span<const std::byte> data);
   void journaled(journal::RecordKind kind, uint64_t offset, uint64_t length,
                  std::span<const std::byte> data, ZeroOptions zero_options);
-  void checkpoint();
+  // for_flush: the caller needs everything completed before the call durable, so a
+  // checkpoint already running (whose fdatasync may have begun before some of those
+  // writes completed) is waited for and then one more is run (D1; test:
+  // AtomicWriterTest.FlushDuringCheckpointSyncsAgain).
+  void checkpoint(bool for_flush);
   void count(Method m);
 
   BlockDevice& device_;

@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "device/recovery.h"
 #include "tests/support/crash_recorder.h"
 #include "util/log.h"
@@ -102,6 +106,59 @@ TEST(AtomicWriterTest, JournalSizeTriggersCheckpoint) {
   for (int i = 0; i < 8; ++i) f.writer.write(65536 * i, data, true, false);
   EXPECT_GE(f.writer.stats().checkpoints, 1u);
   EXPECT_LE(f.journal.record_bytes(), o.checkpoint_bytes + 65536 + 64);
+}
+
+// D1: a FLUSH arriving while a size-triggered checkpoint is running must not return on
+// the strength of that checkpoint's fdatasync, which began before a write completed.
+TEST(AtomicWriterTest, FlushDuringCheckpointSyncsAgain) {
+  struct GatedDevice final : BlockDevice {
+    MemoryDevice inner{std::vector<std::byte>(kSize)};
+    std::mutex m;
+    std::condition_variable cv;
+    bool first_sync_entered = false, release = false;
+    int syncs = 0;
+    uint64_t size() const override { return inner.size(); }
+    uint32_t io_align() const override { return inner.io_align(); }
+    const StorageInfo& storage() const override { return inner.storage(); }
+    void read(uint64_t o, std::span<std::byte> d) override { inner.read(o, d); }
+    void write(uint64_t o, std::span<const std::byte> s) override { inner.write(o, s); }
+    void write_zeroes(uint64_t o, uint64_t l, ZeroOptions z) override { inner.write_zeroes(o, l, z); }
+    std::vector<Extent> extents(uint64_t o, uint64_t l) override { return inner.extents(o, l); }
+    void sync() override {
+      std::unique_lock lk(m);
+      if (++syncs == 1) {
+        first_sync_entered = true;
+        cv.notify_all();
+        cv.wait(lk, [&] { return release; });
+      }
+    }
+  } device;
+  MemoryJournalFile file;
+  JournalWriter journal(file, recover_journal(device.inner, file, kId).header);
+  AtomicWriterOptions o = options(4096);
+  o.checkpoint_bytes = 32768;
+  AtomicWriter writer(device, &journal, o);
+  std::vector<std::byte> big(65536, std::byte{1});
+  // Thread A: a journaled write that passes checkpoint_bytes, whose checkpoint blocks in sync.
+  std::thread a([&] { writer.write(0, big, true, false); });
+  {
+    std::unique_lock lk(device.m);
+    device.cv.wait(lk, [&] { return device.first_sync_entered; });
+  }
+  // A write completes after that fdatasync began (in place: not held by the checkpoint).
+  writer.write(kSize - 4096, std::vector<std::byte>(4096, std::byte{2}), true, false);
+  // Thread B: FLUSH now. It must wait for A's checkpoint and then sync again.
+  std::thread b([&] { writer.flush(); });
+  while (writer.stats().checkpoint_waits == 0) std::this_thread::yield();
+  {
+    std::lock_guard lk(device.m);
+    device.release = true;
+    device.cv.notify_all();
+  }
+  a.join();
+  b.join();
+  std::lock_guard lk(device.m);
+  EXPECT_GE(device.syncs, 2) << "FLUSH returned without an fdatasync after the write completed";
 }
 
 }  // namespace
