@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -309,6 +310,67 @@ TEST_F(IntegrationTest, SizeMismatchIsRefusedAtStartup) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_NE(WEXITSTATUS(status), 0);
   EXPECT_THAT(server_->stderr_text(), HasSubstr("is 64M but backing.size is 128M"));
+}
+
+TEST_F(IntegrationTest, JournalNeverIsRefusedWhereWritesWouldTear) {
+  start({"journal.mode=never", "device.native_atomic_unit=4096"});
+  int status = server_->wait_exit();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_THAT(server_->stderr_text(),
+              AllOf(HasSubstr("journal.mode: never is unsafe here: device.atomic_write_unit_max (64K) "
+                              "exceeds the native atomic unit of the backing storage (4K)"),
+                    HasSubstr("use journal.mode=auto")));
+}
+
+TEST_F(IntegrationTest, JournalNeverIsAcceptedWhereItIsSafe) {
+  start({"journal.mode=never", "device.native_atomic_unit=4096", "device.atomic_write_unit_max=4096"});
+  auto h = connect();
+  std::vector<char> data(4096, 'q');
+  EXPECT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 0, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("disk.img.journal")));
+}
+
+// After a crash with records in the journal, a backing file that is not the one the
+// journal was written for (here: a copy, so another inode) must not get them replayed.
+TEST_F(IntegrationTest, JournalOfAnotherBackingFileIsRefused) {
+  start({"device.native_atomic_unit=4096"});
+  {
+    auto h = connect();
+    std::vector<char> data(65536, 'j');  // above the native unit: journaled
+    ASSERT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 0, 0), 0) << nbd_get_error();
+  }
+  server_->kill_hard();  // no flush: the record stays in the journal
+  ASSERT_GT(std::filesystem::file_size(dir_.file("disk.img.journal")), 4096u);
+  std::filesystem::copy_file(dir_.file("disk.img"), dir_.file("copy.img"));
+  std::filesystem::rename(dir_.file("copy.img"), dir_.file("disk.img"));
+  const auto journal_before = std::filesystem::file_size(dir_.file("disk.img.journal"));
+  start({"device.native_atomic_unit=4096"});
+  int status = server_->wait_exit();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_THAT(server_->stderr_text(),
+              AllOf(HasSubstr("holds records for another backing file"), HasSubstr("refusing to replay it")));
+  EXPECT_EQ(std::filesystem::file_size(dir_.file("disk.img.journal")), journal_before);
+}
+
+TEST_F(IntegrationTest, RestartAfterKillReplaysTheJournal) {
+  start({"device.native_atomic_unit=4096"});
+  std::vector<char> data(65536);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 13);
+  {
+    auto h = connect();
+    ASSERT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 8192, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
+  }
+  server_->kill_hard();
+  start({"device.native_atomic_unit=4096"});
+  auto h = connect();
+  std::vector<char> got(data.size());
+  pread_ok(h.get(), got.data(), got.size(), 8192);
+  EXPECT_EQ(got, data);
+  h.reset();
+  server_->stop();
+  EXPECT_THAT(server_->stderr_text(), HasSubstr("replayed 1 record(s), 65536 bytes"));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "device/aligned_buffer.h"
 #include "tests/support/temp_dir.h"
 #include "util/io_error.h"
+#include "util/log.h"
 
 namespace untorn {
 namespace {
@@ -191,6 +192,41 @@ TEST(BackingFileTest, ProbeReportsSomethingSane) {
   if (s.atomic_write_unit_max != 0) { EXPECT_LE(s.atomic_write_unit_min, s.atomic_write_unit_max); }
   if (s.physical_block_size != 0) { EXPECT_GE(s.physical_block_size, 512u); }
   EXPECT_NO_THROW(dev->sync());
+}
+
+TEST(BackingFileTest, BufferedIoWhenAskedOrWhereODirectIsRefused) {
+  TempDir dir;
+  Config::Backing b = backing(dir.file("d.img"), kMiB);
+  b.direct_io = false;
+  {
+    auto dev = BackingFile::open(b, 4096);
+    EXPECT_FALSE(dev->direct_io());
+    EXPECT_EQ(dev->io_align(), 1u);
+    auto data = pattern(8192, 9);
+    dev->write(4096, data);
+    std::vector<std::byte> back(8192);
+    dev->read(4096, back);
+    EXPECT_EQ(back, data);
+  }
+  // The fallback: tmpfs refused O_DIRECT before Linux 6.6. Probe before relying on it.
+  std::string path = "/dev/shm/untorn-test-" + std::to_string(getpid()) + ".img";
+  int probe = ::open(path.c_str(), O_RDWR | O_CREAT | O_DIRECT, 0644);
+  const bool refuses = probe < 0 && errno == EINVAL;
+  if (probe >= 0) ::close(probe);
+  unlink(path.c_str());
+  if (!refuses) {
+    std::printf("[ note     ] /dev/shm accepts O_DIRECT on this kernel: the O_DIRECT fallback is not exercised here\n");
+    return;
+  }
+  std::vector<std::string> logged;
+  LogSink previous = set_log_sink([&](LogLevel l, std::string_view m) {
+    if (l == LogLevel::warning) logged.emplace_back(m);
+  });
+  EXPECT_FALSE(BackingFile::open(backing(path, kMiB), 4096)->direct_io());
+  set_log_sink(previous);
+  unlink(path.c_str());
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_THAT(logged[0], HasSubstr("the filesystem refuses O_DIRECT; using buffered I/O"));
 }
 
 }  // namespace
