@@ -1,6 +1,7 @@
 #include "device/aio_context.h"
 
 #include <cerrno>
+#include <mutex>
 #include <vector>
 
 #include "util/io_error.h"
@@ -10,29 +11,55 @@ namespace {
 
 constexpr int kQueueDepth = 64;
 
-class ThreadAioContext {
+class AioContextPool {
  public:
-  ThreadAioContext() {
-    int r = io_setup(kQueueDepth, &ctx_);
-    if (r < 0) {
-      ctx_ = nullptr;
-      setup_error_ = -r;
+  ~AioContextPool() {
+    for (io_context_t ctx : free_) io_destroy(ctx);
+  }
+  io_context_t acquire() {
+    {
+      std::lock_guard lk(mutex_);
+      if (!free_.empty()) {
+        io_context_t ctx = free_.back();
+        free_.pop_back();
+        return ctx;
+      }
     }
+    io_context_t ctx = nullptr;
+    int r = io_setup(kQueueDepth, &ctx);
+    if (r < 0) throw IoError::from_errno(-r, "io_setup (check /proc/sys/fs/aio-max-nr)");
+    return ctx;
   }
-  ~ThreadAioContext() {
-    if (ctx_) io_destroy(ctx_);
-  }
-  ThreadAioContext(const ThreadAioContext&) = delete;
-  ThreadAioContext& operator=(const ThreadAioContext&) = delete;
-
-  io_context_t get() {
-    if (!ctx_) throw IoError::from_errno(setup_error_, "io_setup (check /proc/sys/fs/aio-max-nr)");
-    return ctx_;
+  void release(io_context_t ctx) {
+    std::lock_guard lk(mutex_);
+    free_.push_back(ctx);
   }
 
  private:
-  io_context_t ctx_ = nullptr;
-  int setup_error_ = 0;
+  std::mutex mutex_;
+  std::vector<io_context_t> free_;
+};
+
+AioContextPool& pool() {
+  static AioContextPool p;
+  return p;
+}
+
+class Lease {
+ public:
+  Lease() : ctx_(pool().acquire()) {}
+  ~Lease() {
+    if (discard_) io_destroy(ctx_);  // may still have ops in flight: never reuse it
+    else pool().release(ctx_);
+  }
+  void discard() { discard_ = true; }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  io_context_t get() const { return ctx_; }
+
+ private:
+  io_context_t ctx_;
+  bool discard_ = false;
 };
 
 void submit_chunk(io_context_t ctx, std::span<AioOp> ops) {
@@ -77,10 +104,15 @@ void submit_chunk(io_context_t ctx, std::span<AioOp> ops) {
 }  // namespace
 
 void aio_submit_and_wait(std::span<AioOp> ops) {
-  thread_local ThreadAioContext context;
-  io_context_t ctx = context.get();
-  for (size_t i = 0; i < ops.size(); i += kQueueDepth)
-    submit_chunk(ctx, ops.subspan(i, std::min<size_t>(kQueueDepth, ops.size() - i)));
+  Lease lease;
+  io_context_t ctx = lease.get();
+  try {
+    for (size_t i = 0; i < ops.size(); i += kQueueDepth)
+      submit_chunk(ctx, ops.subspan(i, std::min<size_t>(kQueueDepth, ops.size() - i)));
+  } catch (...) {
+    lease.discard();  // io_getevents failed with ops outstanding
+    throw;
+  }
 }
 
 }  // namespace untorn

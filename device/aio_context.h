@@ -1,9 +1,11 @@
-// device/aio_context.h — a libaio queue private to the calling thread.
+// device/aio_context.h — libaio submission for the calling thread.
 //
-// Owns one io_context_t per thread (io_setup on first use, io_destroy when the thread
-// exits), so submitting and reaping never needs a lock or a dispatcher: a thread submits
-// its batch and waits for exactly that batch. Each nbdkit worker thread gets its own.
-// Invariant: never used across fork (contexts are made lazily, after nbdkit forks).
+// A process-wide pool owns the io_context_t queues (io_setup when the pool is empty,
+// io_destroy at exit). A call leases one queue for its batch, submits, waits for exactly
+// that batch and returns the queue: no dispatcher thread, and a queue is never shared by
+// two batches at once. (No thread_local with a destructor: nbdkit's worker threads exit
+// and are joined inside a dlopen'ed module, where TLS destructors race the TLS free.)
+// Invariant: never used across fork (queues are made lazily, after nbdkit forks).
 #pragma once
 
 #include <libaio.h>

@@ -1,4 +1,5 @@
-// device/aligned_buffer.h — an owned, zero-initialised, page-aligned byte buffer.
+// device/aligned_buffer.h — an owned, page-aligned byte buffer (zero-initialised unless
+// constructed Uninitialized).
 //
 // Owns its memory (RAII, freed with free()); movable, not copyable. Suitable for O_DIRECT
 // I/O as it stands: the start is aligned to kPageSize and the capacity is rounded up to it.
@@ -19,6 +20,9 @@ class AlignedBuffer {
 
   AlignedBuffer() = default;
   explicit AlignedBuffer(size_t size) { resize(size); }
+  // For buffers that are filled completely before they are read (bounce buffers).
+  struct Uninitialized {};
+  AlignedBuffer(size_t size, Uninitialized) : zero_fill_(false) { resize(size); }
 
   // Makes room for at least `size` bytes; the contents are not kept when it grows.
   void resize(size_t size) {
@@ -29,7 +33,7 @@ class AlignedBuffer {
     size_t capacity = (size + kPageSize - 1) / kPageSize * kPageSize;
     void* p = nullptr;
     if (posix_memalign(&p, kPageSize, capacity) != 0) throw std::bad_alloc();
-    std::memset(p, 0, capacity);
+    if (zero_fill_) std::memset(p, 0, capacity);
     data_.reset(static_cast<std::byte*>(p));
     capacity_ = capacity;
     size_ = size;
@@ -48,6 +52,7 @@ class AlignedBuffer {
   std::unique_ptr<std::byte, Free> data_;
   size_t capacity_ = 0;
   size_t size_ = 0;
+  bool zero_fill_ = true;
 };
 
 }  // namespace untorn

@@ -62,8 +62,6 @@ void create_sparse(const std::string& path, uint64_t size) {
   log_info("created sparse backing file " + path + " of " + conf::format_size(size));
 }
 
-thread_local AlignedBuffer bounce_buffer;
-
 }  // namespace
 
 std::unique_ptr<BackingFile> BackingFile::open(const Config::Backing& backing,
@@ -185,9 +183,9 @@ void BackingFile::read(uint64_t offset, std::span<std::byte> dst) {
     transfer(false, offset, dst.data(), dst.size());
     return;
   }
+  AlignedBuffer bounce_buffer(std::min<uint64_t>(dst.size(), kMaxBounce), AlignedBuffer::Uninitialized{});
   for (uint64_t done = 0; done < dst.size();) {
     uint64_t n = std::min<uint64_t>(dst.size() - done, kMaxBounce);
-    bounce_buffer.resize(n);
     transfer(false, offset + done, bounce_buffer.data(), n);
     std::memcpy(dst.data() + done, bounce_buffer.data(), n);
     done += n;
@@ -201,9 +199,9 @@ void BackingFile::write(uint64_t offset, std::span<const std::byte> src) {
     transfer(true, offset, const_cast<std::byte*>(src.data()), src.size());
     return;
   }
+  AlignedBuffer bounce_buffer(std::min<uint64_t>(src.size(), kMaxBounce), AlignedBuffer::Uninitialized{});
   for (uint64_t done = 0; done < src.size();) {
     uint64_t n = std::min<uint64_t>(src.size() - done, kMaxBounce);
-    bounce_buffer.resize(n);
     std::memcpy(bounce_buffer.data(), src.data() + done, n);
     transfer(true, offset + done, bounce_buffer.data(), n);
     done += n;
@@ -220,8 +218,9 @@ void BackingFile::write_atomic(uint64_t offset, std::span<const std::byte> src) 
   if (!supports_atomic_write(offset, src.size())) throw_atomic_unsupported();
   constexpr int kRwfAtomic = 0x00000040;  // RWF_ATOMIC, Linux 6.11 (not in Debian 12's headers)
   const std::byte* p = src.data();
+  AlignedBuffer bounce_buffer;
   if (reinterpret_cast<uintptr_t>(p) % mem_align_ != 0) {
-    bounce_buffer.resize(src.size());
+    bounce_buffer = AlignedBuffer(src.size(), AlignedBuffer::Uninitialized{});
     std::memcpy(bounce_buffer.data(), src.data(), src.size());
     p = bounce_buffer.data();
   }
