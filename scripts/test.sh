@@ -31,6 +31,8 @@ for entry in "${builds[@]}"; do
   echo "==> $dir: test"
   rc=0
   meson test -C "$dir" --print-errorlogs --num-processes "$jobs" "$@" || rc=$?
+  # The harnesses' own figures (crash states, kill cycles, group commit, RWF_ATOMIC).
+  grep -hE '^\[ (crash|kill|journal|xfs|note) ' "$dir/meson-logs/testlog.txt" 2>/dev/null | sed "s|^|  $dir: |" || true
   junit="$dir/meson-logs/testlog.junit.xml"
   if [ -f "$junit" ]; then
     cases=$(grep -c '<testcase ' "$junit" || true)
