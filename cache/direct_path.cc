@@ -106,7 +106,9 @@ std::vector<Extent> DirectPath::extents(uint64_t offset, uint64_t length) {
   check_range(size(), offset, length, EINVAL, "block status");
   if (length == 0) return {};
   // Ask for whole logical blocks, and report a hole only where it covers whole logical
-  // blocks: a partly allocated block is data (E1: never call data zero).
+  // blocks: a partly allocated block is data (E1: never call data zero; tests:
+  // DirectPathTest.ExtentsNeverCallDataAHole, DirectPathTest.PartlyZeroedBlockIsReportedAsData,
+  // IntegrationTest.RandomOperationsMatchAModel).
   const uint64_t L = logical_block_size_;
   const uint64_t begin = offset / L * L;
   const uint64_t end = std::min(size(), (offset + length + L - 1) / L * L);
