@@ -38,6 +38,7 @@ vm_say "building the guest programs (static) and the initramfs"
 r="$x/root"; mkdir -p "$r"/{usr/bin,usr/lib/x86_64-linux-gnu,lib64,proc,sys,dev,tmp,mods}
 ln -s usr/bin "$r/bin"; ln -s usr/bin "$r/sbin"; ln -s usr/lib "$r/lib"
 gcc -static -O2 -Wall -Werror -o "$r/usr/bin/atomic_check" "$vm_here/guest/atomic_check.c"
+gcc -static -O2 -Wall -Werror -pthread -o "$r/usr/bin/stamp_units" "$vm_here/guest/stamp_units.c"
 cp "$x/bb/usr/bin/busybox" "$r/usr/bin/busybox"
 for a in $("$r/usr/bin/busybox" --list); do [ -e "$r/usr/bin/$a" ] || ln -s busybox "$r/usr/bin/$a"; done
 cp "$x/fio/usr/bin/fio" "$r/usr/bin/fio"
