@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # scripts/test.sh — install what is missing, build, and run every test: the plain build,
 # then the same suite under ASan+UBSan and under TSan.
-# Usage: scripts/test.sh [--no-sanitizers] [meson test args...]
+# Usage: scripts/test.sh [--no-sanitizers] [--no-guest] [meson test args...]
+# After the builds, the guest suite (vm-images/run-guest: a Linux 6.12 guest under QEMU 10
+# on an untorn device) runs too; it is skipped, loudly, only where QEMU cannot be installed.
 # Builds live in build/, build-asan/, build-tsan/ of the repo.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-sanitizers=1
-if [ "${1:-}" = --no-sanitizers ]; then sanitizers=0; shift; fi
+sanitizers=1 guest=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --no-sanitizers) sanitizers=0; shift ;;
+    --no-guest) guest=0; shift ;;
+    *) break ;;
+  esac
+done
 
 "$repo/scripts/deps.sh" test
 
@@ -42,9 +50,25 @@ for entry in "${builds[@]}"; do
   fi
   [ $rc -eq 0 ] || failed_builds+=("$dir")
 done
+if [ $guest = 1 ]; then
+  echo "==> guest suite (vm-images/run-guest)"
+  if ! "$repo/vm-images/setup-host.sh" >/dev/null 2>"$repo/build/guest-setup.err"; then
+    echo "######## GUEST SUITE SKIPPED: QEMU 10 could not be installed here ########"
+    sed 's/^/  /' "$repo/build/guest-setup.err" | tail -5
+  else
+    grc=0
+    "$repo/vm-images/run-guest" > "$repo/build/guest-results.txt" || grc=$?
+    cat "$repo/build/guest-results.txt"
+    gpass=$(grep -c '^RESULT .* PASS' "$repo/build/guest-results.txt" || true)
+    gfail=$(grep -c '^RESULT .* FAIL' "$repo/build/guest-results.txt" || true)
+    [ $grc -eq 0 ] || [ "$gfail" -gt 0 ] || gfail=1
+    total_pass=$((total_pass + gpass)); total_fail=$((total_fail + gfail))
+    [ "$gfail" -eq 0 ] || failed_builds+=("guest")
+  fi
+fi
 elapsed=$(( $(date +%s) - start ))
 echo
-echo "==> test cases across ${#builds[@]} build(s) in ${elapsed}s"
+echo "==> test cases across ${#builds[@]} build(s)$([ $guest = 1 ] && echo " and the guest suite") in ${elapsed}s"
 [ ${#failed_builds[@]} -eq 0 ] || { echo "failed in: ${failed_builds[*]}"; total_fail=$((total_fail > 0 ? total_fail : 1)); }
 echo "untorn: $total_pass passed, $total_fail failed"
 [ $total_fail -eq 0 ]
