@@ -41,17 +41,16 @@ void AtomicWriter::mark_journaled(uint64_t offset, uint64_t length) {
   journaled_ranges_.emplace(begin, end);
 }
 
-AtomicWriter::Method AtomicWriter::method_for(uint64_t offset, uint64_t length, bool atomic) const {
+AtomicWriter::Method AtomicWriter::method_for(uint64_t offset, uint64_t length, bool atomic,
+                                              bool is_zero) const {
+  const bool rwf = !is_zero && device_.supports_atomic_write(offset, length);
   if (options_.mode == JournalMode::never || options_.unsafe_bypass_journal)
-    return atomic && device_.supports_atomic_write(offset, length) && !fits_native_unit(offset, length)
-               ? Method::rwf_atomic
-               : Method::in_place;
+    return atomic && rwf && !fits_native_unit(offset, length) ? Method::rwf_atomic : Method::in_place;
   if (options_.mode == JournalMode::always && atomic) return Method::journal;
   // A record of the current epoch under this range: only the journal keeps the order.
   if (overlaps_journaled(offset, length)) return Method::journal;
   if (!atomic || fits_native_unit(offset, length)) return Method::in_place;
-  if (device_.supports_atomic_write(offset, length)) return Method::rwf_atomic;
-  return Method::journal;
+  return rwf ? Method::rwf_atomic : Method::journal;
 }
 
 void AtomicWriter::write_in_place(uint64_t offset, std::span<const std::byte> data) {
@@ -116,10 +115,7 @@ AtomicWriter::Method AtomicWriter::write(uint64_t offset, std::span<const std::b
 AtomicWriter::Method AtomicWriter::zero(uint64_t offset, uint64_t length, ZeroOptions zero_options,
                                         bool atomic, bool fua) {
   if (length == 0) return Method::in_place;
-  Method m = method_for(offset, length, atomic);
-  if (m == Method::rwf_atomic) m = Method::journal;  // fallocate has no RWF_ATOMIC
-  if (m == Method::journal && (options_.mode == JournalMode::never || options_.unsafe_bypass_journal))
-    m = Method::in_place;
+  const Method m = method_for(offset, length, atomic, /*is_zero=*/true);
   if (m == Method::journal)
     journaled(journal::RecordKind::zero, offset, length, {}, zero_options);
   else

@@ -52,8 +52,9 @@ class AtomicWriter {
   // D1: everything completed before the call is durable when it returns.
   void flush();
 
-  // What a write of this range would use (tests, stats).
-  Method method_for(uint64_t offset, uint64_t length, bool atomic) const;
+  // What an operation on this range would use (tests, stats). `is_zero`: a WRITE_ZEROES,
+  // which fallocate applies and RWF_ATOMIC cannot carry.
+  Method method_for(uint64_t offset, uint64_t length, bool atomic, bool is_zero = false) const;
 
   struct Stats {
     uint64_t in_place = 0, rwf_atomic = 0, journaled = 0, checkpoints = 0;
