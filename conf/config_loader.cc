@@ -33,7 +33,11 @@ struct KeySpec {
   std::string_view help;
   // Parses `text` into `config`; relative paths are resolved against `base`.
   std::function<void(Config&, const std::string& text, const fs::path& base)> set;
+  // The key's value in `config`, in a form `set` accepts.
+  std::function<std::string(const Config&)> show;
 };
+
+std::string show_bool(bool v) { return v ? "true" : "false"; }
 
 uint64_t want_size(const std::string& text) {
   if (auto v = parse_size(text)) return *v;
@@ -67,76 +71,95 @@ uint32_t want_u32_size(const std::string& text) {
 const std::vector<KeySpec>& key_specs() {
   static const std::vector<KeySpec> specs = {
       {"backing.path", "backing file (created sparse at backing.size if missing)",
-       [](Config& c, const std::string& t, const fs::path& b) { c.backing.path = want_path(t, b); }},
+       [](Config& c, const std::string& t, const fs::path& b) { c.backing.path = want_path(t, b); },
+       [](const Config& c) { return c.backing.path; }},
       {"backing.size", "size of the device (e.g. 8G); 0 or unset: the existing file's size",
-       [](Config& c, const std::string& t, const fs::path&) { c.backing.size = want_size(t); }},
+       [](Config& c, const std::string& t, const fs::path&) { c.backing.size = want_size(t); },
+       [](const Config& c) { return std::to_string(c.backing.size); }},
       {"backing.resize", "allow resizing an existing backing file to backing.size (default false)",
-       [](Config& c, const std::string& t, const fs::path&) { c.backing.resize = want_bool(t); }},
+       [](Config& c, const std::string& t, const fs::path&) { c.backing.resize = want_bool(t); },
+       [](const Config& c) { return show_bool(c.backing.resize); }},
       {"backing.direct_io", "open the backing file with O_DIRECT (default true)",
-       [](Config& c, const std::string& t, const fs::path&) { c.backing.direct_io = want_bool(t); }},
+       [](Config& c, const std::string& t, const fs::path&) { c.backing.direct_io = want_bool(t); },
+       [](const Config& c) { return show_bool(c.backing.direct_io); }},
       {"device.logical_block_size", "L: logical block size, power of two 512..64K (default 4K)",
        [](Config& c, const std::string& t, const fs::path&) {
          c.device.logical_block_size = want_u32_size(t);
-       }},
+       },
+       [](const Config& c) { return std::to_string(c.device.logical_block_size); }},
       {"device.atomic_write_unit_max", "A: atomic write unit max, power of two L..1M (default 64K)",
        [](Config& c, const std::string& t, const fs::path&) {
          c.device.atomic_write_unit_max = want_u32_size(t);
-       }},
+       },
+       [](const Config& c) { return std::to_string(c.device.atomic_write_unit_max); }},
       {"device.native_atomic_unit",
        "largest write the backing's storage never tears (default 0: probe it)",
        [](Config& c, const std::string& t, const fs::path&) {
          c.device.native_atomic_unit = want_size(t);
-       }},
+       },
+       [](const Config& c) { return std::to_string(c.device.native_atomic_unit); }},
       {"cache.mode", "writeback | writethrough | uncached (default writeback)",
        [](Config& c, const std::string& t, const fs::path&) {
          if (t == "writeback") c.cache.mode = CacheMode::writeback;
          else if (t == "writethrough") c.cache.mode = CacheMode::writethrough;
          else if (t == "uncached") c.cache.mode = CacheMode::uncached;
          else throw BadValue{"one of writeback, writethrough, uncached"};
-       }},
+       },
+       [](const Config& c) { return std::string(to_string(c.cache.mode)); }},
       {"cache.size", "memory budget of the cache (default 1G)",
-       [](Config& c, const std::string& t, const fs::path&) { c.cache.size = want_size(t); }},
+       [](Config& c, const std::string& t, const fs::path&) { c.cache.size = want_size(t); },
+       [](const Config& c) { return std::to_string(c.cache.size); }},
       {"cache.folio_max", "largest folio, power of two >= L (default 2M)",
-       [](Config& c, const std::string& t, const fs::path&) { c.cache.folio_max = want_size(t); }},
+       [](Config& c, const std::string& t, const fs::path&) { c.cache.folio_max = want_size(t); },
+       [](const Config& c) { return std::to_string(c.cache.folio_max); }},
       {"cache.dirty_background_ratio", "percent of cache.size dirty that starts writeback (default 10)",
        [](Config& c, const std::string& t, const fs::path&) {
          c.cache.dirty_background_ratio = static_cast<unsigned>(want_uint(t, 100));
-       }},
+       },
+       [](const Config& c) { return std::to_string(c.cache.dirty_background_ratio); }},
       {"cache.dirty_ratio", "percent of cache.size dirty at which writers wait (default 40)",
        [](Config& c, const std::string& t, const fs::path&) {
          c.cache.dirty_ratio = static_cast<unsigned>(want_uint(t, 100));
-       }},
+       },
+       [](const Config& c) { return std::to_string(c.cache.dirty_ratio); }},
       {"cache.dirty_expire", "age at which dirty data is written back (default 5s)",
        [](Config& c, const std::string& t, const fs::path&) {
          auto v = parse_duration(t);
          if (!v) throw BadValue{"a duration such as 5s, 500ms or 1m"};
          c.cache.dirty_expire = *v;
-       }},
+       },
+       [](const Config& c) { return std::to_string(c.cache.dirty_expire.count()) + "ms"; }},
       {"cache.populate_on_read", "keep data read from the backing file in the cache (default true)",
        [](Config& c, const std::string& t, const fs::path&) {
          c.cache.populate_on_read = want_bool(t);
-       }},
+       },
+       [](const Config& c) { return show_bool(c.cache.populate_on_read); }},
       {"journal.path", "journal file (default: backing.path + .journal)",
-       [](Config& c, const std::string& t, const fs::path& b) { c.journal.path = want_path(t, b); }},
+       [](Config& c, const std::string& t, const fs::path& b) { c.journal.path = want_path(t, b); },
+       [](const Config& c) { return c.journal.path; }},
       {"journal.mode", "auto | always | never (default auto)",
        [](Config& c, const std::string& t, const fs::path&) {
          if (t == "auto") c.journal.mode = JournalMode::automatic;
          else if (t == "always") c.journal.mode = JournalMode::always;
          else if (t == "never") c.journal.mode = JournalMode::never;
          else throw BadValue{"one of auto, always, never"};
-       }},
+       },
+       [](const Config& c) { return std::string(to_string(c.journal.mode)); }},
       {"journal.checkpoint_size", "journal bytes after which it is checkpointed (default 64M)",
        [](Config& c, const std::string& t, const fs::path&) {
          c.journal.checkpoint_size = want_size(t);
-       }},
+       },
+       [](const Config& c) { return std::to_string(c.journal.checkpoint_size); }},
       {"test.unsafe_allow_journal_never", "TEST ONLY: allow journal.mode=never where writes can tear",
        [](Config& c, const std::string& t, const fs::path&) {
          c.test.unsafe_allow_journal_never = want_bool(t);
-       }},
+       },
+       [](const Config& c) { return show_bool(c.test.unsafe_allow_journal_never); }},
       {"test.unsafe_split_writes", "TEST ONLY: write in place in pieces of this size (tears writes)",
        [](Config& c, const std::string& t, const fs::path&) {
          c.test.unsafe_split_writes = want_size(t);
-       }},
+       },
+       [](const Config& c) { return std::to_string(c.test.unsafe_split_writes); }},
   };
   return specs;
 }
@@ -353,6 +376,12 @@ Config ConfigLoader::load() const {
 }
 
 bool ConfigLoader::is_known_key(std::string_view key) { return find_spec(key) != nullptr; }
+
+std::vector<std::pair<std::string, std::string>> ConfigLoader::effective_values(const Config& config) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& spec : key_specs()) out.emplace_back(spec.name, spec.show(config));
+  return out;
+}
 
 std::string ConfigLoader::help_text() {
   std::string out = "config=FILE.yaml                 YAML configuration file\n";

@@ -48,6 +48,8 @@ class ConfigLoader {
   // Every key, with a one-line description, for nbdkit's --help.
   static std::string help_text();
   static bool is_known_key(std::string_view key);
+  // Every key with its value in `config`, in table order, spelled as the loader accepts it.
+  static std::vector<std::pair<std::string, std::string>> effective_values(const Config& config);
 
  private:
   std::string file_;

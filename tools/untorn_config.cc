@@ -11,33 +11,11 @@
 //                        block node N whose atomic limits match L and A
 // Exit status: 0 when the config is valid, 1 with the loader's message when not.
 #include <cstdio>
-#include <map>
 #include <string>
 
 #include "conf/config_loader.h"
 
 namespace {
-
-std::map<std::string, std::string> effective(const untorn::Config& c) {
-  return {
-      {"backing.path", c.backing.path},
-      {"backing.size", std::to_string(c.backing.size)},
-      {"backing.resize", c.backing.resize ? "true" : "false"},
-      {"backing.direct_io", c.backing.direct_io ? "true" : "false"},
-      {"device.logical_block_size", std::to_string(c.device.logical_block_size)},
-      {"device.atomic_write_unit_max", std::to_string(c.device.atomic_write_unit_max)},
-      {"device.native_atomic_unit", std::to_string(c.device.native_atomic_unit)},
-      {"cache.mode", untorn::to_string(c.cache.mode)},
-      {"cache.size", std::to_string(c.cache.size)},
-      {"cache.folio_max", std::to_string(c.cache.folio_max)},
-      {"cache.dirty_background_ratio", std::to_string(c.cache.dirty_background_ratio)},
-      {"cache.dirty_ratio", std::to_string(c.cache.dirty_ratio)},
-      {"cache.dirty_expire", std::to_string(c.cache.dirty_expire.count()) + "ms"},
-      {"cache.populate_on_read", c.cache.populate_on_read ? "true" : "false"},
-      {"journal.path", c.journal.path},
-      {"journal.mode", untorn::to_string(c.journal.mode)},
-  };
-}
 
 int usage() {
   std::fprintf(stderr,
@@ -77,15 +55,15 @@ int main(int argc, char** argv) {
                 units, units, qemu_node.c_str(), L, L);
     return 0;
   }
-  auto values = effective(config);
+  const auto values = untorn::conf::ConfigLoader::effective_values(config);
   if (!get.empty()) {
-    auto it = values.find(get);
-    if (it == values.end()) {
-      std::fprintf(stderr, "untorn-config: unknown key '%s'\n", get.c_str());
-      return 2;
-    }
-    std::printf("%s\n", it->second.c_str());
-    return 0;
+    for (const auto& [k, v] : values)
+      if (k == get) {
+        std::printf("%s\n", v.c_str());
+        return 0;
+      }
+    std::fprintf(stderr, "untorn-config: unknown key '%s'\n", get.c_str());
+    return 2;
   }
   for (const auto& [k, v] : values) std::printf("%s=%s\n", k.c_str(), v.c_str());
   return 0;

@@ -251,6 +251,22 @@ TEST(ConfigLoaderTest, EmptyFileMeansDefaults) {
   EXPECT_EQ(error_of("", {{"backing.path", "/x"}}), "");
 }
 
+TEST(ConfigLoaderTest, EffectiveValuesCoverEveryKeyAndLoadBack) {
+  Config c = load_yaml(kBacking + "device:\n  atomic_write_unit_max: 128K\ncache:\n  dirty_expire: 2s\n");
+  auto values = ConfigLoader::effective_values(c);
+  ConfigLoader again;
+  for (const auto& [k, v] : values) {
+    EXPECT_TRUE(ConfigLoader::is_known_key(k)) << k;
+    again.add_override(k, v);
+  }
+  EXPECT_EQ(values.size(), 19u);
+  Config back = again.load();
+  EXPECT_EQ(back.device.atomic_write_unit_max, 131072u);
+  EXPECT_EQ(back.cache.dirty_expire, std::chrono::seconds(2));
+  EXPECT_EQ(back.journal.path, c.journal.path);
+  EXPECT_EQ(back.backing.path, c.backing.path);
+}
+
 TEST(ConfigLoaderTest, HelpListsEveryKey) {
   std::string help = ConfigLoader::help_text();
   for (const char* key : {"backing.path", "device.atomic_write_unit_max", "cache.dirty_expire",
