@@ -38,7 +38,7 @@ void DirectPath::read(uint64_t offset, std::span<std::byte> dst) {
     device_.read(offset, dst);
     return;
   }
-  AlignedBuffer buffer(end - begin);
+  AlignedBuffer buffer(end - begin, AlignedBuffer::Uninitialized{});  // filled by the read
   device_.read(begin, buffer.span());
   std::memcpy(dst.data(), buffer.data() + (offset - begin), dst.size());
 }
@@ -51,7 +51,8 @@ void DirectPath::write_granules(uint64_t offset, uint64_t length, const std::byt
     writer_.write(offset, {src, length}, atomic, fua);
     return;
   }
-  AlignedBuffer buffer(end - begin);
+  // Every byte is filled below: edge granules by reads, the rest by src or zeroes.
+  AlignedBuffer buffer(end - begin, AlignedBuffer::Uninitialized{});
   // Read only the edge granules the request does not cover completely.
   if (offset != begin) device_.read(begin, buffer.span().first(granule_));
   if (offset + length != end && (end - granule_ != begin || offset == begin))
