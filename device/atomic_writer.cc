@@ -112,6 +112,93 @@ AtomicWriter::Method AtomicWriter::write(uint64_t offset, std::span<const std::b
   return m;
 }
 
+void AtomicWriter::add_in_place(std::vector<WriteRequest>& out, uint64_t offset,
+                                std::span<const std::byte> data) const {
+  const size_t piece = options_.unsafe_split_writes;
+  if (piece == 0 || data.size() <= piece) {
+    out.push_back({offset, data, 0, {}});
+    return;
+  }
+  for (size_t done = 0; done < data.size(); done += piece)
+    out.push_back({offset + done, data.subspan(done, std::min(piece, data.size() - done)), 0, {}});
+}
+
+void AtomicWriter::write_batch(std::span<BatchWrite> writes) {
+  std::vector<JournalWriter::Record> records;
+  std::vector<BatchWrite*> journaled_writes;
+  for (BatchWrite& w : writes) {
+    w.error = 0;
+    w.message.clear();
+    w.method = method_for(w.offset, w.data.size(), w.atomic);
+    if (w.method == Method::journal) {
+      records.push_back({journal::RecordKind::data, w.offset, static_cast<uint32_t>(w.data.size()), w.data});
+      journaled_writes.push_back(&w);
+    }
+  }
+  // While journaled writes are in flight a checkpoint waits (it must not reset the journal
+  // before their in-place writes are done).
+  bool in_flight = false;
+  if (!records.empty()) {
+    std::unique_lock lk(checkpoint_mutex_);
+    checkpoint_cv_.wait(lk, [&] { return !checkpointing_; });
+    ++journaled_in_flight_;
+    in_flight = true;
+  }
+  {
+  struct Leave {
+    AtomicWriter* w;
+    bool active;
+    ~Leave() {
+      if (!active) return;
+      std::lock_guard lk(w->checkpoint_mutex_);
+      --w->journaled_in_flight_;
+      w->checkpoint_cv_.notify_all();
+    }
+  } leave{this, in_flight};
+  if (!records.empty()) {
+    for (const BatchWrite* w : journaled_writes) mark_journaled(w->offset, w->data.size());
+    try {
+      journal_->commit_batch(records);
+    } catch (const IoError& e) {
+      for (BatchWrite* w : journaled_writes) {
+        w->error = e.err();
+        w->message = e.what();
+      }
+    }
+  }
+  // Every record is durable now: the in-place writes may go, all in one device batch.
+  std::vector<WriteRequest> requests;
+  std::vector<size_t> first_request;  // per write, index of its first request
+  for (BatchWrite& w : writes) {
+    first_request.push_back(requests.size());
+    if (w.error || w.method == Method::rwf_atomic) continue;
+    add_in_place(requests, w.offset, w.data);
+  }
+  first_request.push_back(requests.size());
+  device_.write_batch(requests);
+  for (size_t i = 0; i < writes.size(); ++i) {
+    BatchWrite& w = writes[i];
+    if (w.error) continue;
+    if (w.method == Method::rwf_atomic) {
+      try {
+        device_.write_atomic(w.offset, w.data);
+      } catch (const IoError& e) {
+        w.error = e.err();
+        w.message = e.what();
+      }
+    }
+    for (size_t r = first_request[i]; r < first_request[i + 1]; ++r) {
+      if (requests[r].error && !w.error) {
+        w.error = requests[r].error;
+        w.message = requests[r].message;
+      }
+    }
+    if (!w.error) count(w.method);
+  }
+  }
+  if (!records.empty() && journal_->record_bytes() > options_.checkpoint_bytes) checkpoint(false);
+}
+
 AtomicWriter::Method AtomicWriter::zero(uint64_t offset, uint64_t length, ZeroOptions zero_options,
                                         bool atomic, bool fua) {
   if (length == 0) return Method::in_place;

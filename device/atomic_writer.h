@@ -19,7 +19,9 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <vector>
 #include <span>
+#include <string>
 
 #include "conf/config.h"
 #include "device/block_device.h"
@@ -47,6 +49,20 @@ class AtomicWriter {
   // Writes `data` at `offset` (aligned to the device's io_align). When it returns the
   // write is visible; with `fua` it is also durable (D2).
   Method write(uint64_t offset, std::span<const std::byte> data, bool atomic, bool fua);
+  // One write of write_batch; method, error and message are filled in.
+  struct BatchWrite {
+    uint64_t offset = 0;
+    std::span<const std::byte> data;
+    bool atomic = false;    // must be one crash-atomic operation
+    Method method = Method::in_place;
+    int error = 0;
+    std::string message;
+  };
+  // Writes many disjoint ranges, each as write() would (not durable), sharing work: every
+  // journaled one goes into one journal commit (one fdatasync), then all in-place writes
+  // go to the device as one batch. Never throws for a failed write; see its error.
+  void write_batch(std::span<BatchWrite> writes);
+
   // Zeroes a range (aligned to io_align). `atomic`: an eligible WRITE_ZEROES.
   Method zero(uint64_t offset, uint64_t length, ZeroOptions options, bool atomic, bool fua);
   // D1: everything completed before the call is durable when it returns.
@@ -67,6 +83,9 @@ class AtomicWriter {
   bool overlaps_journaled(uint64_t offset, uint64_t length) const;
   void mark_journaled(uint64_t offset, uint64_t length);
   void write_in_place(uint64_t offset, std::span<const std::byte> data);
+  // Appends the device writes for `data` at `offset` to `out` (split when a test asks).
+  void add_in_place(std::vector<WriteRequest>& out, uint64_t offset,
+                    std::span<const std::byte> data) const;
   void journaled(journal::RecordKind kind, uint64_t offset, uint64_t length,
                  std::span<const std::byte> data, ZeroOptions zero_options);
   // for_flush: the caller needs everything completed before the call durable, so a

@@ -208,6 +208,55 @@ void BackingFile::write(uint64_t offset, std::span<const std::byte> src) {
   }
 }
 
+void BackingFile::write_batch(std::span<WriteRequest> writes) {
+  std::vector<AioOp> ops;
+  std::vector<WriteRequest*> batched;
+  ops.reserve(writes.size());
+  for (WriteRequest& w : writes) {
+    try {
+      check_range(w.offset, w.data.size(), "write");
+    } catch (const IoError& e) {
+      w.error = e.err();
+      w.message = e.what();
+      continue;
+    }
+    if (w.data.empty()) continue;
+    if (reinterpret_cast<uintptr_t>(w.data.data()) % mem_align_ != 0) {
+      batched.push_back(nullptr);  // placeholder: written alone below
+      continue;
+    }
+    ops.push_back({AioOp::Kind::write, fd_, const_cast<std::byte*>(w.data.data()), w.data.size(),
+                   w.offset});
+    batched.push_back(&w);
+  }
+  if (!ops.empty()) aio_submit_and_wait(ops);
+  // Finish short transfers and misaligned writes one by one; record failures.
+  size_t op = 0;
+  size_t slot = 0;
+  for (WriteRequest& w : writes) {
+    if (w.error || w.data.empty()) continue;
+    WriteRequest* mine = batched[slot++];
+    uint64_t done = 0;
+    if (mine) {
+      const int64_t r = ops[op++].result;
+      if (r < 0) {
+        w.error = static_cast<int>(-r);
+        w.message = std::string("write of backing file ") + path_ + " at " +
+                    std::to_string(w.offset) + ": " + std::strerror(w.error);
+        continue;
+      }
+      done = static_cast<uint64_t>(r);
+    }
+    if (done == w.data.size()) continue;
+    try {
+      write(w.offset + done, w.data.subspan(done));
+    } catch (const IoError& e) {
+      w.error = e.err();
+      w.message = e.what();
+    }
+  }
+}
+
 bool BackingFile::supports_atomic_write(uint64_t offset, uint64_t length) const {
   const uint64_t min = storage_.atomic_write_unit_min, max = storage_.atomic_write_unit_max;
   return direct_io_ && max != 0 && length >= min && length <= max && (length & (length - 1)) == 0 &&

@@ -36,6 +36,8 @@ class BackingFile final : public BlockDevice {
 
   void read(uint64_t offset, std::span<std::byte> dst) override;
   void write(uint64_t offset, std::span<const std::byte> src) override;
+  // Aligned writes go out as one libaio batch; others (and short transfers) one by one.
+  void write_batch(std::span<WriteRequest> writes) override;
   // RWF_ATOMIC where statx reports it: power-of-two length within the reported unit
   // min/max, naturally aligned, on the O_DIRECT descriptor.
   bool supports_atomic_write(uint64_t offset, uint64_t length) const override;

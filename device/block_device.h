@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "device/storage_probe.h"
@@ -26,6 +27,14 @@ struct Extent {
   uint64_t length;
   bool data;   // false: a hole, which reads as zeroes
   friend bool operator==(const Extent&, const Extent&) = default;
+};
+
+// One write of a batch (BlockDevice::write_batch). The result is filled in per write.
+struct WriteRequest {
+  uint64_t offset = 0;
+  std::span<const std::byte> data;
+  int error = 0;          // 0, or the errno the write failed with
+  std::string message;    // why, when it failed
 };
 
 struct ZeroOptions {
@@ -44,6 +53,10 @@ class BlockDevice {
 
   virtual void read(uint64_t offset, std::span<std::byte> dst) = 0;
   virtual void write(uint64_t offset, std::span<const std::byte> src) = 0;
+  // Many independent writes on disjoint ranges, submitted together where the device can
+  // (one libaio batch); each is like write(). Never throws for a failed write: its
+  // WriteRequest says how it went. No order among them, and none is atomic with another.
+  virtual void write_batch(std::span<WriteRequest> writes);
   // One write that the storage applies whole or not at all across a power loss
   // (pwritev2 RWF_ATOMIC). Only called when supports_atomic_write() says so.
   virtual bool supports_atomic_write(uint64_t offset, uint64_t length) const {

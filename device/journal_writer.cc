@@ -38,9 +38,28 @@ void JournalWriter::commit(journal::RecordKind kind, uint64_t offset, uint32_t l
   Pending me;
   me.header = {header_.epoch, 0, offset, length, kind};
   me.data = data;
+  commit_pending({&me, 1});
+}
+
+void JournalWriter::commit_batch(std::span<const Record> records) {
+  if (records.empty()) return;
+  std::vector<Pending> mine(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    mine[i].header = {0, 0, records[i].offset, records[i].length, records[i].kind};
+    mine[i].data = records[i].data;
+  }
+  commit_pending(mine);
+}
+
+void JournalWriter::commit_pending(std::span<Pending> mine) {
   std::unique_lock lk(mutex_);
-  queue_.push_back(&me);
-  while (!me.done) {
+  for (Pending& p : mine) queue_.push_back(&p);
+  auto all_done = [&] {
+    for (const Pending& p : mine)
+      if (!p.done) return false;
+    return true;
+  };
+  while (!all_done()) {
     if (leader_active_) {
       done_.wait(lk);
       continue;
@@ -81,7 +100,8 @@ void JournalWriter::commit(journal::RecordKind kind, uint64_t offset, uint32_t l
     leader_active_ = false;
     done_.notify_all();
   }
-  if (me.error) throw IoError(me.error, me.message);
+  for (const Pending& p : mine)
+    if (p.error) throw IoError(p.error, p.message);
 }
 
 void JournalWriter::reset() {

@@ -31,6 +31,18 @@ class JournalWriter {
   void commit(journal::RecordKind kind, uint64_t offset, uint32_t length,
               std::span<const std::byte> data);
 
+  // One record of commit_batch.
+  struct Record {
+    journal::RecordKind kind;
+    uint64_t offset;
+    uint32_t length;
+    std::span<const std::byte> data;
+  };
+  // Appends all of `records` (in one append and one fdatasync when no other batch is
+  // being written); returns when all are durable. Throws if any failed (then none of
+  // them is durable: a failed batch is rewound whole).
+  void commit_batch(std::span<const Record> records);
+
   // New epoch: header rewritten, file truncated to the header, fdatasync.
   void reset();
 
@@ -48,6 +60,7 @@ class JournalWriter {
   };
 
   void write_batch(std::vector<Pending*>& batch, uint64_t at);
+  void commit_pending(std::span<Pending> mine);
 
   JournalFile& file_;
   journal::Header header_;
