@@ -4,6 +4,8 @@
 #include <cstring>
 #include <string>
 
+#include "cache/honest_extents.h"
+#include "cache/request_range.h"
 #include "device/aligned_buffer.h"
 #include "util/io_error.h"
 
@@ -11,10 +13,7 @@ namespace untorn {
 namespace {
 
 void check_range(uint64_t size, uint64_t offset, uint64_t length, int err, const char* what) {
-  if (offset > size || length > size - offset)
-    throw IoError(err, std::string(what) + " out of range: offset " + std::to_string(offset) +
-                           " length " + std::to_string(length) + " exceeds the device size " +
-                           std::to_string(size));
+  check_request_range(size, offset, length, err, what);
 }
 
 }  // namespace
@@ -110,33 +109,7 @@ std::vector<Extent> DirectPath::extents(uint64_t offset, uint64_t length) {
   // blocks: a partly allocated block is data (E1: never call data zero; tests:
   // DirectPathTest.ExtentsNeverCallDataAHole, DirectPathTest.PartlyZeroedBlockIsReportedAsData,
   // IntegrationTest.RandomOperationsMatchAModel).
-  const uint64_t L = logical_block_size_;
-  const uint64_t begin = offset / L * L;
-  const uint64_t end = std::min(size(), (offset + length + L - 1) / L * L);
-  std::vector<Extent> out;
-  auto add = [&](uint64_t from, uint64_t to, bool data) {
-    from = std::max(from, offset);
-    to = std::min(to, offset + length);
-    if (to <= from) return;
-    if (!out.empty() && out.back().data == data) out.back().length += to - from;
-    else out.push_back({from, to - from, data});
-  };
-  for (const Extent& e : device_.extents(begin, end - begin)) {
-    if (e.data) {
-      add(e.offset, e.offset + e.length, true);
-      continue;
-    }
-    const uint64_t hole_begin = (e.offset + L - 1) / L * L;
-    const uint64_t hole_end = (e.offset + e.length) / L * L;
-    if (hole_begin >= hole_end) {
-      add(e.offset, e.offset + e.length, true);
-      continue;
-    }
-    add(e.offset, hole_begin, true);
-    add(hole_begin, hole_end, false);
-    add(hole_end, e.offset + e.length, true);
-  }
-  return out;
+  return honest_extents(device_, logical_block_size_, offset, length);
 }
 
 void DirectPath::prefetch(uint64_t offset, uint64_t length) {

@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 namespace untorn {
@@ -47,6 +48,8 @@ class RangeLock {
 
   // Blocks until [offset, offset+length) can be held in `mode`. length 0 locks nothing.
   [[nodiscard]] Guard lock(uint64_t offset, uint64_t length, Mode mode);
+  // The same without waiting: empty if any part of the range is held in conflict.
+  [[nodiscard]] std::optional<Guard> try_lock(uint64_t offset, uint64_t length, Mode mode);
 
   static constexpr uint64_t kStripe = uint64_t{1} << 20;
   static constexpr size_t kShards = 64;
@@ -64,6 +67,7 @@ class RangeLock {
   };
 
   void unlock(uint64_t offset, uint64_t length, uint64_t ticket);
+  static bool conflicts(const Shard& shard, uint64_t begin, uint64_t stop, Mode mode);
 
   std::array<Shard, kShards> shards_;
 };

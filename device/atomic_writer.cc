@@ -123,7 +123,7 @@ void AtomicWriter::add_in_place(std::vector<WriteRequest>& out, uint64_t offset,
     out.push_back({offset + done, data.subspan(done, std::min(piece, data.size() - done)), 0, {}});
 }
 
-void AtomicWriter::write_batch(std::span<BatchWrite> writes) {
+void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {
   std::vector<JournalWriter::Record> records;
   std::vector<BatchWrite*> journaled_writes;
   for (BatchWrite& w : writes) {
@@ -196,6 +196,10 @@ void AtomicWriter::write_batch(std::span<BatchWrite> writes) {
     if (!w.error) count(w.method);
   }
   }
+  // Journaled writes are durable at commit; the rest need the device synced.
+  bool needs_sync = false;
+  for (const BatchWrite& w : writes) needs_sync |= fua && !w.error && w.method != Method::journal;
+  if (needs_sync) device_.sync();
   if (!records.empty() && journal_->record_bytes() > options_.checkpoint_bytes) checkpoint(false);
 }
 

@@ -60,8 +60,9 @@ class AtomicWriter {
   };
   // Writes many disjoint ranges, each as write() would (not durable), sharing work: every
   // journaled one goes into one journal commit (one fdatasync), then all in-place writes
-  // go to the device as one batch. Never throws for a failed write; see its error.
-  void write_batch(std::span<BatchWrite> writes);
+  // go to the device as one batch. Never throws for a failed write; see its error. With
+  // `fua` every write that succeeded is durable on return (a failed sync throws).
+  void write_batch(std::span<BatchWrite> writes, bool fua = false);
 
   // Zeroes a range (aligned to io_align). `atomic`: an eligible WRITE_ZEROES.
   Method zero(uint64_t offset, uint64_t length, ZeroOptions options, bool atomic, bool fua);

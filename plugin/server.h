@@ -2,7 +2,7 @@
 //
 // Owns, in construction order (each later one holds references to earlier ones, so they
 // are destroyed in reverse): the BackingFile, the journal file and its writer (unless
-// journal.mode is never), the AtomicWriter and the RequestPath. The constructor runs
+// journal.mode is never), the AtomicWriter and the CachedPath (folio cache, all modes). The constructor runs
 // journal recovery before anything is served. Built once in nbdkit's get_ready (before
 // nbdkit forks, so errors reach the user's terminal), destroyed at unload. Nothing here
 // calls nbdkit: plugin/untorn_plugin.cc is the only file that does.
@@ -11,6 +11,9 @@
 #include <memory>
 #include <string>
 
+#include <chrono>
+
+#include "cache/cached_path.h"
 #include "cache/request_path.h"
 #include "conf/config.h"
 #include "device/atomic_writer.h"
@@ -31,6 +34,15 @@ class Server {
   const AtomicWriter& writer() const { return *writer_; }
   uint64_t native_atomic_unit() const { return native_atomic_unit_; }
   const RecoveryResult& recovery() const { return recovery_; }
+  CachedPath& cache() { return *path_; }
+
+  // After nbdkit forks: background writeback; with log_stats, the cache's counters are
+  // logged every `stats_interval` and at shutdown.
+  void start(bool log_stats, std::chrono::seconds stats_interval = std::chrono::seconds(10));
+  // At nbdkit's cleanup (no connection left): everything written back and synced, threads
+  // stopped. Errors are logged (the data stays in the journal/cache state they reached).
+  void shutdown();
+  std::string stats_line();
   // "untorn: logical_block_size=4096 atomic_write_unit_max=65536 ..."
   const std::string& description() const { return description_; }
 
@@ -51,7 +63,8 @@ class Server {
   RecoveryResult recovery_;
   std::unique_ptr<JournalWriter> journal_;
   std::unique_ptr<AtomicWriter> writer_;
-  std::unique_ptr<RequestPath> path_;
+  std::unique_ptr<CachedPath> path_;
+  bool log_stats_ = false;
   std::string description_;
 };
 

@@ -18,6 +18,10 @@
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
+// -D untorn.stats=1: log the cache's counters every 10 s and at exit.
+extern "C" NBDKIT_DLL_PUBLIC int untorn_debug_stats;
+NBDKIT_DLL_PUBLIC int untorn_debug_stats = 0;
+
 namespace {
 
 using untorn::IoError;
@@ -76,7 +80,7 @@ void untorn_dump_plugin() {
   std::printf("untorn_atomic_write_unit_min=%u\n", defaults.device.logical_block_size);
   std::printf("untorn_atomic_write_unit_max=%u\n", defaults.device.atomic_write_unit_max);
   std::printf("untorn_max_block_size=%u\n", Server::kMaxBlockSize);
-  std::printf("untorn_cache_mode=direct\n");
+  std::printf("untorn_cache_mode=%s\n", untorn::to_string(defaults.cache.mode));
 }
 
 int untorn_config(const char* key, const char* value) {
@@ -104,6 +108,20 @@ int untorn_get_ready() {
     nbdkit_error("%s", e.what());
     return -1;
   }
+}
+
+int untorn_after_fork() {
+  try {
+    server->start(untorn_debug_stats != 0);
+    return 0;
+  } catch (const std::exception& e) {
+    nbdkit_error("%s", e.what());
+    return -1;
+  }
+}
+
+void untorn_cleanup() {
+  if (server) server->shutdown();
 }
 
 void* untorn_open(int /*readonly*/) { return server.get(); }
@@ -195,6 +213,8 @@ struct nbdkit_plugin plugin = [] {
   p.config_help = help_text.c_str();
   p.magic_config_key = "config";
   p.get_ready = untorn_get_ready;
+  p.after_fork = untorn_after_fork;
+  p.cleanup = untorn_cleanup;
   p.open = untorn_open;
   p.get_size = untorn_get_size;
   p.block_size = untorn_block_size;

@@ -338,7 +338,8 @@ TEST_F(IntegrationTest, JournalOfAnotherBackingFileIsRefused) {
   {
     auto h = connect();
     std::vector<char> data(65536, 'j');  // above the native unit: journaled
-    ASSERT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 0, 0), 0) << nbd_get_error();
+    // FUA: written through the cache now (a plain write would wait in the cache).
+    ASSERT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 0, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
   }
   server_->kill_hard();  // no flush: the record stays in the journal
   ASSERT_GT(std::filesystem::file_size(dir_.file("disk.img.journal")), 4096u);

@@ -1,0 +1,20 @@
+#include "cache/cache_stats.h"
+
+namespace untorn {
+
+std::string CacheCounters::to_string() const {
+  auto kv = [](const char* k, uint64_t v) { return std::string(k) + "=" + std::to_string(v) + " "; };
+  std::string s = kv("read_hits", read_hits) + kv("read_misses", read_misses) +
+                  kv("write_requests", write_requests) + kv("dirty_bytes", dirty_bytes) +
+                  kv("cached_bytes", cached_bytes) + kv("folios", folios) +
+                  kv("writeback_bytes", writeback_bytes) + kv("writeback_groups", writeback_groups) +
+                  kv("writeback_batches", writeback_batches) + kv("writeback_errors", writeback_errors) +
+                  kv("journal_commits", journal_commits) + kv("evictions", evictions) +
+                  kv("evicted_bytes", evicted_bytes) + kv("throttle_waits", throttle_waits) +
+                  kv("memory_waits", memory_waits) + kv("readahead_bytes", readahead_bytes) +
+                  kv("prefetch_bytes", prefetch_bytes);
+  s.pop_back();
+  return s;
+}
+
+}  // namespace untorn

@@ -1,0 +1,45 @@
+// cache/cache_stats.h — the cache's counters (observability: -D untorn.stats=1, tests).
+//
+// Owns plain atomic counters, updated with relaxed ordering from every path; a snapshot
+// is a consistent-enough view for logs and for tests that wait for quiescence first.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace untorn {
+
+struct CacheCounters {
+  uint64_t read_hits = 0;          // read requests served from the cache alone
+  uint64_t read_misses = 0;        // read requests that needed the device
+  uint64_t write_requests = 0;
+  uint64_t dirty_bytes = 0;        // now
+  uint64_t cached_bytes = 0;       // now: memory charged to the budget
+  uint64_t folios = 0;             // now
+  uint64_t writeback_bytes = 0;    // written to the device by writeback, total
+  uint64_t writeback_groups = 0;   // crash-atomic groups written back
+  uint64_t writeback_batches = 0;
+  uint64_t writeback_errors = 0;
+  uint64_t journal_commits = 0;    // fdatasyncs of the journal for records
+  uint64_t evictions = 0;
+  uint64_t evicted_bytes = 0;
+  uint64_t throttle_waits = 0;     // writers held back at the dirty limit
+  uint64_t memory_waits = 0;       // requests that had to free memory first
+  uint64_t readahead_bytes = 0;
+  uint64_t prefetch_bytes = 0;
+
+  std::string to_string() const;
+};
+
+class CacheStats {
+ public:
+  void add(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
+
+  std::atomic<uint64_t> read_hits{0}, read_misses{0}, write_requests{0};
+  std::atomic<uint64_t> writeback_bytes{0}, writeback_groups{0}, writeback_batches{0};
+  std::atomic<uint64_t> writeback_errors{0}, evictions{0}, evicted_bytes{0};
+  std::atomic<uint64_t> throttle_waits{0}, memory_waits{0}, readahead_bytes{0}, prefetch_bytes{0};
+};
+
+}  // namespace untorn

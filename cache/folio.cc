@@ -1,0 +1,66 @@
+#include "cache/folio.h"
+
+#include <bit>
+
+namespace untorn {
+
+Folio::Folio(uint64_t offset, uint32_t size, uint32_t block_size)
+    : offset_(offset),
+      size_(size),
+      block_(block_size),
+      words_((size / block_size + 63) / 64),
+      data_(size, AlignedBuffer::Uninitialized{}),
+      bits_(std::make_unique<uint64_t[]>(words_ * kBits)) {}
+
+uint64_t Folio::memory_cost() const {
+  // data + the Folio and its shared_ptr control block + bitmaps + an index map node.
+  return size_ + sizeof(Folio) + 32 + words_ * kBits * sizeof(uint64_t) + 64;
+}
+
+void Folio::set(Bit bit, size_t b, size_t e, bool value) {
+  if (bit == dirty) dirty_blocks_ += value ? e - b - count(dirty, b, e) : 0;
+  if (bit == dirty && !value) dirty_blocks_ -= count(dirty, b, e);
+  if (bit == writeback) writeback_blocks_ += value ? e - b - count(writeback, b, e) : 0;
+  if (bit == writeback && !value) writeback_blocks_ -= count(writeback, b, e);
+  uint64_t* w = &bits_[bit * words_];
+  for (size_t i = b; i < e;) {
+    const size_t shift = i % 64;
+    const size_t n = std::min<size_t>(64 - shift, e - i);
+    const uint64_t mask = (n == 64 ? ~uint64_t{0} : ((uint64_t{1} << n) - 1)) << shift;
+    if (value) w[i / 64] |= mask;
+    else w[i / 64] &= ~mask;
+    i += n;
+  }
+}
+
+size_t Folio::count(Bit bit, size_t b, size_t e) const {
+  const uint64_t* w = &bits_[bit * words_];
+  size_t total = 0;
+  for (size_t i = b; i < e;) {
+    const size_t shift = i % 64;
+    const size_t n = std::min<size_t>(64 - shift, e - i);
+    const uint64_t mask = (n == 64 ? ~uint64_t{0} : ((uint64_t{1} << n) - 1)) << shift;
+    total += static_cast<size_t>(std::popcount(w[i / 64] & mask));
+    i += n;
+  }
+  return total;
+}
+
+bool Folio::all(Bit bit, size_t b, size_t e) const { return count(bit, b, e) == e - b; }
+bool Folio::any(Bit bit, size_t b, size_t e) const { return find(bit, b, e) != e; }
+
+size_t Folio::find(Bit bit, size_t b, size_t e) const {
+  const uint64_t* w = &bits_[bit * words_];
+  for (size_t i = b; i < e;) {
+    const size_t shift = i % 64;
+    const uint64_t word = w[i / 64] >> shift;
+    if (word) {
+      const size_t at = i + static_cast<size_t>(std::countr_zero(word));
+      return at < e ? at : e;
+    }
+    i += 64 - shift;
+  }
+  return e;
+}
+
+}  // namespace untorn

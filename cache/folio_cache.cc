@@ -1,0 +1,192 @@
+#include "cache/folio_cache.h"
+
+#include <algorithm>
+
+namespace untorn {
+
+FolioCache::FolioCache(uint64_t device_size, uint32_t block_size, uint64_t folio_max,
+                       uint64_t budget, CacheStats& stats)
+    : device_size_(device_size),
+      block_(block_size),
+      folio_max_(std::max<uint64_t>(folio_max, block_size)),
+      budget_(budget),
+      stats_(stats) {}
+
+FolioCache::Ref FolioCache::lookup_locked(Shard& s, uint64_t offset) {
+  auto it = s.folios.upper_bound(offset);
+  if (it == s.folios.begin()) return nullptr;
+  --it;
+  return offset < it->second->end() ? it->second : nullptr;
+}
+
+FolioCache::Ref FolioCache::find(uint64_t offset, bool touch) {
+  Shard& s = shard_for(offset);
+  Ref f;
+  {
+    std::lock_guard lk(s.mutex);
+    f = lookup_locked(s, offset);
+  }
+  if (f && touch && !f->referenced.load(std::memory_order_relaxed))
+    f->referenced.store(true, std::memory_order_relaxed);
+  return f;
+}
+
+uint64_t FolioCache::next_folio(uint64_t offset, uint64_t limit) {
+  // Folios live in the shard of their region: look region by region.
+  for (uint64_t region = offset / folio_max_ * folio_max_; region < limit; region += folio_max_) {
+    Shard& s = shard_for(region);
+    std::lock_guard lk(s.mutex);
+    auto it = s.folios.upper_bound(std::max(offset, region));
+    if (it != s.folios.end() && it->first < std::min(limit, region + folio_max_)) return it->first;
+  }
+  return limit;
+}
+
+bool FolioCache::overlaps_locked(Shard& s, uint64_t begin, uint64_t end) {
+  auto it = s.folios.lower_bound(begin);
+  if (it != s.folios.end() && it->first < end) return true;
+  if (it != s.folios.begin() && std::prev(it)->second->end() > begin) return true;
+  return false;
+}
+
+FolioCache::Ref FolioCache::find_or_create(uint64_t offset, uint64_t lo, uint64_t hi,
+                                           bool* created) {
+  *created = false;
+  Shard& s = shard_for(offset);
+  std::lock_guard lk(s.mutex);
+  if (Ref f = lookup_locked(s, offset)) {
+    f->referenced.store(true, std::memory_order_relaxed);
+    return f;
+  }
+  hi = std::min(hi, device_size_);
+  uint64_t size = folio_max_;
+  uint64_t start = offset / size * size;
+  while (size > block_ && (start < lo || start + size > hi || overlaps_locked(s, start, start + size))) {
+    size /= 2;
+    start = offset / size * size;
+  }
+  auto f = std::make_shared<Folio>(start, static_cast<uint32_t>(size), block_);
+  s.folios.emplace(start, f);
+  used_.fetch_add(f->memory_cost(), std::memory_order_relaxed);
+  folios_.fetch_add(1, std::memory_order_relaxed);
+  *created = true;
+  return f;
+}
+
+bool FolioCache::drop_if_clean(Ref& folio) {
+  Shard& s = shard_for(folio->offset());
+  std::lock_guard lk(s.mutex);
+  if (folio.use_count() != 2) return false;  // the index's and the caller's
+  {
+    std::lock_guard fl(folio->mutex());
+    if (folio->dirty_blocks() || folio->writeback_blocks()) return false;
+  }
+  auto it = s.folios.find(folio->offset());
+  if (it == s.folios.end() || it->second != folio) return false;
+  s.folios.erase(it);
+  used_.fetch_sub(folio->memory_cost(), std::memory_order_relaxed);
+  folios_.fetch_sub(1, std::memory_order_relaxed);
+  folio.reset();
+  return true;
+}
+
+void FolioCache::mark_dirty(Folio& folio) {
+  Shard& s = shard_for(folio.offset());
+  std::lock_guard lk(s.mutex);
+  s.dirty.insert(folio.offset());
+}
+
+void FolioCache::mark_clean(Folio& folio) {
+  Shard& s = shard_for(folio.offset());
+  std::lock_guard lk(s.mutex);
+  std::lock_guard fl(folio.mutex());
+  if (folio.dirty_blocks() == 0) s.dirty.erase(folio.offset());
+}
+
+std::vector<uint64_t> FolioCache::dirty_offsets(size_t max, size_t* cursor) {
+  std::vector<uint64_t> out;
+  for (size_t n = 0; n < kShards && out.size() < max; ++n) {
+    Shard& s = shards_[*cursor % kShards];
+    {
+      std::lock_guard lk(s.mutex);
+      for (uint64_t o : s.dirty) {
+        if (out.size() >= max) break;
+        out.push_back(o);
+      }
+    }
+    if (out.size() < max) ++*cursor;  // this shard is drained; the next call starts after it
+  }
+  return out;
+}
+
+std::vector<uint64_t> FolioCache::all_dirty_offsets() {
+  std::vector<uint64_t> out;
+  for (Shard& s : shards_) {
+    std::lock_guard lk(s.mutex);
+    out.insert(out.end(), s.dirty.begin(), s.dirty.end());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+uint64_t FolioCache::sweep(Shard& s, size_t budget, uint64_t want) {
+  uint64_t freed = 0;
+  std::lock_guard lk(s.mutex);
+  if (s.folios.empty()) return 0;
+  auto it = s.folios.lower_bound(s.hand);
+  for (size_t n = 0; n < budget && freed < want && !s.folios.empty(); ++n) {
+    if (it == s.folios.end()) it = s.folios.begin();
+    Folio& f = *it->second;
+    if (f.referenced.exchange(false, std::memory_order_relaxed) || it->second.use_count() != 1) {
+      ++it;
+      continue;
+    }
+    bool clean;
+    {
+      std::unique_lock fl(f.mutex(), std::try_to_lock);
+      clean = fl.owns_lock() && f.dirty_blocks() == 0 && f.writeback_blocks() == 0;
+    }
+    if (!clean) {
+      ++it;
+      continue;
+    }
+    const uint64_t cost = f.memory_cost();
+    freed += cost;
+    used_.fetch_sub(cost, std::memory_order_relaxed);
+    folios_.fetch_sub(1, std::memory_order_relaxed);
+    stats_.add(stats_.evictions);
+    stats_.add(stats_.evicted_bytes, f.size());
+    it = s.folios.erase(it);
+  }
+  s.hand = it == s.folios.end() ? 0 : it->first;
+  return freed;
+}
+
+bool FolioCache::evict_to_fit(uint64_t bytes) {
+  // Two full turns of the hand at most: the first may only clear referenced bits.
+  const uint64_t max_sweeps = 2 * kShards + 2 * folios_.load(std::memory_order_relaxed) / 64 + 2;
+  uint64_t sweeps = 0;
+  while (used() + bytes > budget_) {
+    if (sweeps++ >= max_sweeps) return false;
+    const size_t i = clock_shard_.fetch_add(1, std::memory_order_relaxed) % kShards;
+    const uint64_t over = used() + bytes;
+    if (over > budget_) sweep(shards_[i], 64, over - budget_);
+  }
+  return true;
+}
+
+std::vector<FolioCache::Ref> FolioCache::overlapping(uint64_t offset, uint64_t length) {
+  std::vector<Ref> out;
+  const uint64_t end = offset + length;
+  for (uint64_t region = offset / folio_max_ * folio_max_; region < end; region += folio_max_) {
+    Shard& s = shard_for(region);
+    std::lock_guard lk(s.mutex);
+    auto it = s.folios.upper_bound(std::max(offset, region));
+    if (it != s.folios.begin()) --it;
+    for (; it != s.folios.end() && it->first < std::min(end, region + folio_max_); ++it)
+      if (it->second->end() > std::max(offset, region)) out.push_back(it->second);
+  }
+  return out;
+}
+
+}  // namespace untorn

@@ -1,0 +1,97 @@
+// cache/folio_cache.h — the folio index and the memory budget.
+//
+// Owns every Folio (through shared_ptr: the index holds one reference, users hold more
+// while they work on one). Folios never overlap. The index is sharded by folio_max
+// region (a folio lies inside one region, since it is naturally aligned and no larger),
+// each shard a mutex over an ordered map and the set of its dirty folios: no global lock
+// on the request path. Lock order: shard mutex, then a folio's mutex; never the reverse.
+// Memory: every folio's memory_cost() is charged while it is in the index. Eviction is
+// CLOCK over the shards (a hit sets `referenced`; the hand clears it and evicts folios
+// found unreferenced), and only evicts folios that are clean (no dirty or writeback
+// block) and unused (no reference but the index's). New folios start unreferenced, so a
+// single pass of a big read does not push out the hot set.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include "cache/cache_stats.h"
+#include "cache/folio.h"
+
+namespace untorn {
+
+class FolioCache {
+ public:
+  using Ref = std::shared_ptr<Folio>;
+
+  // block_size: the cache block (max of L and the device's io_align); folio_max: the
+  // largest folio; budget: cache.size in bytes.
+  FolioCache(uint64_t device_size, uint32_t block_size, uint64_t folio_max, uint64_t budget,
+             CacheStats& stats);
+
+  uint32_t block_size() const { return block_; }
+  uint64_t folio_max() const { return folio_max_; }
+  uint64_t budget() const { return budget_; }
+  uint64_t used() const { return used_.load(std::memory_order_relaxed); }
+  uint64_t folio_count() const { return folios_.load(std::memory_order_relaxed); }
+
+  // The folio holding `offset`, or null. `touch`: count it as a hit for CLOCK.
+  Ref find(uint64_t offset, bool touch = true);
+  // The offset of the first folio starting in (offset, limit), or limit.
+  uint64_t next_folio(uint64_t offset, uint64_t limit);
+  // The folio holding `offset`; when there is none, a new one (no block uptodate) as large
+  // as allowed: at most folio_max, naturally aligned, inside [lo, hi) (block aligned, and
+  // lo <= offset < hi) and overlapping no other folio. Two callers racing for the same
+  // place get the same folio. *created says whether this call made it.
+  Ref find_or_create(uint64_t offset, uint64_t lo, uint64_t hi, bool* created);
+  // Drops `folio` from the index if it is clean and `folio` is the only other reference.
+  bool drop_if_clean(Ref& folio);
+
+  // Dirty tracking: call mark_dirty after a folio gained dirty blocks, mark_clean after it
+  // may have lost its last ones (it re-checks under the locks).
+  void mark_dirty(Folio& folio);
+  void mark_clean(Folio& folio);
+  // Offsets of dirty folios, in shard order, starting after the shard cursor `*cursor`
+  // (updated), at most `max` of them.
+  std::vector<uint64_t> dirty_offsets(size_t max, size_t* cursor);
+  // Every dirty folio offset (for flush), ascending within each shard.
+  std::vector<uint64_t> all_dirty_offsets();
+
+  // Evicts clean, unused folios (CLOCK) until used() + bytes <= budget. Returns whether
+  // it got there (false: what is left is dirty, under writeback or in use).
+  bool evict_to_fit(uint64_t bytes);
+
+  // Every folio overlapping [offset, offset+length), ascending.
+  std::vector<Ref> overlapping(uint64_t offset, uint64_t length);
+
+ private:
+  static constexpr size_t kShards = 256;
+  struct Shard {
+    std::mutex mutex;
+    std::map<uint64_t, Ref> folios;  // by offset
+    std::set<uint64_t> dirty;        // offsets of folios with dirty blocks
+    uint64_t hand = 0;               // CLOCK position (an offset) in this shard
+  };
+  Shard& shard_for(uint64_t offset) { return shards_[(offset / folio_max_) % kShards]; }
+  Ref lookup_locked(Shard& s, uint64_t offset);
+  bool overlaps_locked(Shard& s, uint64_t begin, uint64_t end);
+  // Examines up to `budget` folios of shard `s` from its hand; returns bytes evicted.
+  uint64_t sweep(Shard& s, size_t budget, uint64_t want);
+
+  const uint64_t device_size_;
+  const uint32_t block_;
+  const uint64_t folio_max_;
+  const uint64_t budget_;
+  CacheStats& stats_;
+  std::atomic<uint64_t> used_{0};
+  std::atomic<uint64_t> folios_{0};
+  std::atomic<size_t> clock_shard_{0};
+  std::array<Shard, kShards> shards_;
+};
+
+}  // namespace untorn

@@ -1,0 +1,402 @@
+#include "cache/writeback.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "util/io_error.h"
+#include "util/log.h"
+
+namespace untorn {
+
+Writeback::Writeback(FolioCache& cache, RangeLock& locks, AtomicWriter& writer, CacheStats& stats,
+                     WritebackOptions options)
+    : cache_(cache),
+      locks_(locks),
+      writer_(writer),
+      stats_(stats),
+      options_(options),
+      block_(cache.block_size()) {}
+
+Writeback::~Writeback() { stop(); }
+
+void Writeback::start(std::function<void()> tick) {
+  std::lock_guard lk(state_mutex_);
+  if (!threads_.empty()) return;
+  tick_ = std::move(tick);
+  stopping_ = false;
+  for (unsigned i = 0; i < std::max(1u, options_.threads); ++i)
+    threads_.emplace_back([this, i] { thread_main(i); });
+}
+
+void Writeback::stop() {
+  {
+    std::lock_guard lk(state_mutex_);
+    stopping_ = true;
+    progress_.notify_all();
+  }
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+void Writeback::add_dirty(int64_t bytes) {
+  const uint64_t now = dirty_bytes_.fetch_add(static_cast<uint64_t>(bytes)) + static_cast<uint64_t>(bytes);
+  if (bytes > 0 && now > options_.background_bytes && !threads_.empty()) {
+    std::lock_guard lk(state_mutex_);
+    if (!kicked_) {
+      kicked_ = true;
+      progress_.notify_all();
+    }
+  }
+}
+
+uint64_t Writeback::begin_batch() {
+  std::lock_guard lk(state_mutex_);
+  const uint64_t seq = next_seq_++;
+  in_flight_.insert(seq);
+  return seq;
+}
+
+void Writeback::end_batch(uint64_t seq) {
+  std::lock_guard lk(state_mutex_);
+  in_flight_.erase(in_flight_.find(seq));
+  ++completions_;
+  progress_.notify_all();
+}
+
+void Writeback::record_error(const std::string& message) {
+  stats_.add(stats_.writeback_errors);
+  std::lock_guard lk(state_mutex_);
+  if (error_.empty()) error_ = message;
+}
+
+bool Writeback::gather_group(const FolioCache::Ref& f, size_t i, std::vector<Piece>& pieces) {
+  FolioCache::Ref cur = f;
+  size_t first = i;
+  for (;;) {
+    size_t j;
+    {
+      std::lock_guard fl(cur->mutex());
+      // A block in the group that is not dirty (under writeback, or dropped): not whole.
+      if (!cur->test(Folio::dirty, first)) return false;
+      j = first + 1;
+      while (j < cur->blocks() && cur->test(Folio::joined, j)) {
+        if (!cur->test(Folio::dirty, j)) return false;
+        ++j;
+      }
+      pieces.push_back({cur, first, j - first});
+      if (j < cur->blocks()) return true;
+    }
+    // The group may go on in the next folio.
+    FolioCache::Ref next = cache_.find(cur->end(), false);
+    if (!next) return true;
+    std::lock_guard nl(next->mutex());
+    if (!next->test(Folio::joined, 0)) return true;
+    cur = std::move(next);
+    first = 0;
+  }
+}
+
+void Writeback::add_op(std::vector<Op>& ops, std::vector<Piece> pieces, bool atomic) {
+  const uint64_t offset = pieces.front().folio->block_offset(pieces.front().first);
+  uint64_t length = 0;
+  for (const Piece& p : pieces) length += uint64_t{p.count} * block_;
+  // Combine with the previous op when both are in place on their own and adjacent in one
+  // folio: the combination is one write whose every group is still whole.
+  if (!ops.empty() && pieces.size() == 1) {
+    Op& last = ops.back();
+    if (last.pieces.size() == 1 && last.pieces[0].folio == pieces[0].folio &&
+        last.offset + last.length == offset && last.length + length <= options_.batch_bytes &&
+        writer_.method_for(last.offset, last.length, last.atomic) == AtomicWriter::Method::in_place &&
+        writer_.method_for(offset, length, atomic) == AtomicWriter::Method::in_place) {
+      last.pieces[0].count += pieces[0].count;
+      last.length += length;
+      last.atomic = false;
+      return;
+    }
+  }
+  Op op;
+  op.offset = offset;
+  op.length = length;
+  op.atomic = atomic;
+  op.pieces = std::move(pieces);
+  ops.push_back(std::move(op));
+}
+
+uint64_t Writeback::collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool expired_only,
+                            std::vector<Op>& ops) {
+  std::lock_guard cl(collector_mutex_);
+  const auto expired_before = std::chrono::steady_clock::now() - options_.expire;
+  uint64_t bytes = 0;
+  uint64_t pos = lo;
+  while (pos < hi && bytes < max_bytes) {
+    FolioCache::Ref f = cache_.find(pos, false);
+    if (!f) {
+      pos = cache_.next_folio(pos, hi);
+      continue;
+    }
+    const size_t e = f->block_of(std::min(hi, f->end()) - 1) + 1;
+    size_t i = f->block_of(std::max(pos, f->offset()));
+    pos = f->end();
+    while (i < e && bytes < max_bytes) {
+      bool atomic;
+      {
+        std::lock_guard fl(f->mutex());
+        if (expired_only && f->dirtied_at > expired_before) break;
+        i = f->find(Folio::dirty, i, e);
+        if (i == e) break;
+        // A block joined to the one before belongs to a group started earlier: that
+        // group is collected from its start (or is not whole yet). Skip it.
+        if (f->test(Folio::joined, i)) {
+          ++i;
+          continue;
+        }
+        atomic = f->test(Folio::atomic, i);
+      }
+      std::vector<Piece> pieces;
+      if (!gather_group(f, i, pieces)) {
+        ++i;
+        continue;
+      }
+      for (Piece& p : pieces) {
+        std::lock_guard fl(p.folio->mutex());
+        p.folio->set(Folio::dirty, p.first, p.first + p.count, false);
+        p.folio->set(Folio::writeback, p.first, p.first + p.count, true);
+      }
+      uint64_t length = 0;
+      for (const Piece& p : pieces) length += uint64_t{p.count} * block_;
+      bytes += length;
+      i = pieces.size() == 1 ? i + pieces[0].count : e;
+      // A group spanning folios is copied to one buffer (its bytes are stable now).
+      add_op(ops, std::move(pieces), atomic);
+      if (ops.back().pieces.size() > 1) {
+        Op& op = ops.back();
+        op.bounce.resize(op.length);
+        size_t at = 0;
+        for (const Piece& p : op.pieces) {
+          std::memcpy(op.bounce.data() + at, p.folio->block_data(p.first), p.count * block_);
+          at += p.count * block_;
+        }
+      }
+    }
+  }
+  return bytes;
+}
+
+void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua) {
+  struct EndBatch {
+    Writeback* w;
+    uint64_t seq;
+    ~EndBatch() { w->end_batch(seq); }
+  } end{this, seq};
+  if (ops.empty()) return;
+  std::vector<AtomicWriter::BatchWrite> writes(ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Op& op = ops[i];
+    writes[i].offset = op.offset;
+    writes[i].atomic = op.atomic;
+    writes[i].data = op.pieces.size() == 1
+                         ? std::span<const std::byte>(op.pieces[0].folio->block_data(op.pieces[0].first), op.length)
+                         : op.bounce.span();
+  }
+  std::string first_error;
+  try {
+    writer_.write_batch(writes, fua);
+  } catch (const IoError& e) {  // the sync after the batch failed: nothing is known durable
+    for (auto& w : writes)
+      if (!w.error) {
+        w.error = e.err();
+        w.message = e.what();
+      }
+  }
+  uint64_t written = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    Op& op = ops[i];
+    const bool ok = writes[i].error == 0;
+    if (!ok && first_error.empty()) first_error = writes[i].message;
+    for (Piece& p : op.pieces) {
+      {
+        std::lock_guard fl(p.folio->mutex());
+        p.folio->set(Folio::writeback, p.first, p.first + p.count, false);
+        if (ok) {
+          p.folio->set(Folio::joined, p.first, p.first + p.count, false);
+          p.folio->set(Folio::atomic, p.first, p.first + p.count, false);
+        } else {
+          p.folio->set(Folio::dirty, p.first, p.first + p.count, true);
+        }
+      }
+      if (ok) cache_.mark_clean(*p.folio);
+    }
+    if (ok) {
+      written += op.length;
+      dirty_bytes_.fetch_sub(op.length);
+    }
+  }
+  stats_.add(stats_.writeback_bytes, written);
+  stats_.add(stats_.writeback_groups, ops.size());
+  stats_.add(stats_.writeback_batches);
+  if (!first_error.empty()) {
+    record_error(first_error);
+    log_warning("writeback failed, the data stays dirty: " + first_error);
+    throw IoError(EIO, "writeback failed: " + first_error);
+  }
+}
+
+void Writeback::write_range(uint64_t lo, uint64_t hi, bool fua) {
+  std::vector<Op> ops;
+  const uint64_t seq = begin_batch();
+  try {
+    collect(lo, hi, UINT64_MAX, false, ops);
+  } catch (...) {
+    end_batch(seq);
+    throw;
+  }
+  submit(ops, seq, fua);
+}
+
+void Writeback::wait_idle(uint64_t begin, uint64_t end) {
+  for (;;) {
+    uint64_t seen;
+    {
+      std::lock_guard lk(state_mutex_);
+      seen = completions_;
+    }
+    bool busy = false;
+    for (const FolioCache::Ref& f : cache_.overlapping(begin, end - begin)) {
+      std::lock_guard fl(f->mutex());
+      const size_t b = f->block_of(std::max(begin, f->offset()));
+      const size_t e = f->block_of(std::min(end, f->end()) - 1) + 1;
+      if (f->any(Folio::writeback, b, e)) {
+        busy = true;
+        break;
+      }
+    }
+    if (!busy) return;
+    std::unique_lock lk(state_mutex_);
+    progress_.wait(lk, [&] { return completions_ != seen; });
+  }
+}
+
+RangeLock::Guard Writeback::lock_for_collect(const Folio& f, std::vector<Op>& ops, uint64_t* seq) {
+  // Groups starting in this folio reach at most A - block past its end. Shared: no
+  // request is half copied into what we take.
+  const uint64_t length = f.size() + options_.atomic_write_unit_max;
+  if (!ops.empty()) {
+    if (auto guard = locks_.try_lock(f.offset(), length, RangeLock::Mode::shared)) return std::move(*guard);
+    std::vector<Op> ready;
+    ready.swap(ops);
+    const uint64_t done = std::exchange(*seq, begin_batch());
+    submit(ready, done, false);
+  }
+  return locks_.lock(f.offset(), length, RangeLock::Mode::shared);
+}
+
+uint64_t Writeback::write_some(uint64_t max_bytes, bool expired_only) {
+  thread_local size_t cursor = 0;  // trivially destructible: safe in nbdkit's threads
+  uint64_t total = 0;
+  std::vector<Op> ops;
+  uint64_t seq = begin_batch();
+  try {
+    for (uint64_t offset : cache_.dirty_offsets(256, &cursor)) {
+      if (total >= max_bytes) break;
+      FolioCache::Ref f = cache_.find(offset, false);
+      if (!f) continue;
+      // Shared: no request is half copied into what we take. Groups starting in this
+      // folio reach at most A - block past its end.
+      auto guard = lock_for_collect(*f, ops, &seq);
+      total += collect(f->offset(), f->end(), max_bytes - total, expired_only, ops);
+    }
+  } catch (...) {
+    end_batch(seq);
+    throw;
+  }
+  submit(ops, seq, false);
+  return total;
+}
+
+void Writeback::flush() {
+  std::string own_error;
+  // One pass over what is dirty now: data dirtied later is not this flush's business.
+  const std::vector<uint64_t> offsets = cache_.all_dirty_offsets();
+  for (size_t i = 0; i < offsets.size();) {
+    std::vector<Op> ops;
+    uint64_t seq = begin_batch();
+    uint64_t bytes = 0;
+    try {
+      for (; i < offsets.size() && bytes < options_.batch_bytes; ++i) {
+        FolioCache::Ref f = cache_.find(offsets[i], false);
+        if (!f) continue;
+        auto guard = lock_for_collect(*f, ops, &seq);
+        bytes += collect(f->offset(), f->end(), UINT64_MAX, false, ops);
+      }
+    } catch (const IoError& e) {  // a batch submitted early failed: report it at the end
+      if (own_error.empty()) own_error = e.what();
+      ops.clear();
+      end_batch(seq);
+      continue;
+    }
+    try {
+      submit(ops, seq, false);
+    } catch (const IoError& e) {
+      if (own_error.empty()) own_error = e.what();
+    }
+  }
+  // Writeback that started before now must finish too: its data may predate the flush.
+  std::unique_lock lk(state_mutex_);
+  const uint64_t target = next_seq_ - 1;
+  progress_.wait(lk, [&] { return in_flight_.empty() || *in_flight_.begin() > target; });
+  std::string failure = std::exchange(error_, std::string());
+  if (failure.empty()) failure = own_error;
+  if (!failure.empty())
+    throw IoError(EIO, "flush: writeback failed, dirty data kept in the cache: " + failure);
+}
+
+void Writeback::throttle() {
+  if (dirty_bytes() <= options_.dirty_limit) return;
+  stats_.add(stats_.throttle_waits);
+  while (dirty_bytes() > options_.dirty_limit) {
+    if (write_some(options_.batch_bytes, false) > 0) continue;
+    if (!wait_for_progress()) return;  // nothing to take and nothing running: let it pass
+  }
+}
+
+bool Writeback::wait_for_progress() {
+  std::unique_lock lk(state_mutex_);
+  if (in_flight_.empty()) return false;
+  const uint64_t seen = completions_;
+  progress_.wait(lk, [&] { return completions_ != seen; });
+  return true;
+}
+
+void Writeback::thread_main(unsigned index) {
+  using clock = std::chrono::steady_clock;
+  const auto period = std::min<std::chrono::milliseconds>(
+      std::chrono::milliseconds(1000), std::max<std::chrono::milliseconds>(options_.expire / 4, std::chrono::milliseconds(10)));
+  auto next_tick = clock::now() + std::chrono::seconds(1);
+  for (;;) {
+    {
+      std::unique_lock lk(state_mutex_);
+      progress_.wait_for(lk, period, [&] {
+        return stopping_ || kicked_ || dirty_bytes() > options_.background_bytes;
+      });
+      if (stopping_) return;
+      kicked_ = false;
+    }
+    try {
+      const bool over = dirty_bytes() > options_.background_bytes;
+      while (write_some(options_.batch_bytes, !over) > 0) {
+        if (!(dirty_bytes() > options_.background_bytes)) break;
+        std::lock_guard lk(state_mutex_);
+        if (stopping_) return;
+      }
+    } catch (const std::exception&) {
+      // Recorded for the next flush and logged; retried on the next round.
+    }
+    if (index == 0 && tick_ && clock::now() >= next_tick) {
+      next_tick = clock::now() + std::chrono::seconds(1);
+      tick_();
+    }
+  }
+}
+
+}  // namespace untorn

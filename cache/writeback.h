@@ -1,0 +1,133 @@
+// cache/writeback.h — writing dirty folios back to the device, group by group.
+//
+// Holds references to the FolioCache, the RangeLock, the AtomicWriter and the stats,
+// which outlive it; owns the background threads (started after nbdkit forks, joined in
+// stop()). A joined group (DESIGN.md §4) is the run of dirty blocks tied by `joined`
+// bits, possibly across folios; it is always written as one crash-atomic operation
+// (AtomicWriter: in place, RWF_ATOMIC or the journal). Groups are combined only into
+// in-place writes of groups that are each in place on their own (so each stays whole),
+// and many groups share one journal commit and one device batch (write_batch).
+// Collecting: under the range lock (shared, so no request is half copied in) and the
+// collector mutex (so two collectors never take the same group), a group whose blocks
+// are all dirty moves dirty -> writeback; its bytes then stay stable (writers wait for
+// writeback to clear) and the I/O runs with no lock held. Success clears writeback (and
+// the group bits); failure turns the blocks dirty again with their groups intact, and
+// the next flush() fails with EIO (R1).
+// dirty_bytes() counts blocks dirty or under writeback. Lock order: range lock, collector
+// mutex, shard mutex, folio mutex, state mutex.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache/cache_stats.h"
+#include "cache/folio_cache.h"
+#include "cache/range_lock.h"
+#include "device/aligned_buffer.h"
+#include "device/atomic_writer.h"
+
+namespace untorn {
+
+struct WritebackOptions {
+  uint32_t atomic_write_unit_max = 64 * 1024;  // A: no group is larger
+  uint64_t background_bytes = 0;  // background writeback starts above this much dirty
+  uint64_t dirty_limit = 0;       // writers wait above this much dirty
+  std::chrono::milliseconds expire{5000};  // and dirty data older than this is written
+  uint64_t batch_bytes = uint64_t{16} << 20;  // per device batch
+  unsigned threads = 2;
+};
+
+class Writeback {
+ public:
+  Writeback(FolioCache& cache, RangeLock& locks, AtomicWriter& writer, CacheStats& stats,
+            WritebackOptions options);
+  ~Writeback();
+  Writeback(const Writeback&) = delete;
+  Writeback& operator=(const Writeback&) = delete;
+
+  // Background threads; `tick` (may be empty) runs in the first one about once a second.
+  void start(std::function<void()> tick = {});
+  void stop();
+
+  uint64_t dirty_bytes() const { return dirty_bytes_.load(std::memory_order_relaxed); }
+  // Requests report blocks that turned dirty (positive) or were dropped dirty (negative).
+  void add_dirty(int64_t bytes);
+  const WritebackOptions& options() const { return options_; }
+
+  // Writes every dirty group starting in [lo, hi) now, in this thread (durably with
+  // `fua`). The caller holds [lo, hi + A) exclusive in the range lock. Throws IoError if a
+  // group failed (it stays dirty).
+  void write_range(uint64_t lo, uint64_t hi, bool fua);
+  // Waits until no block of [begin, end) is under writeback. The caller holds the range
+  // exclusive (so none can start).
+  void wait_idle(uint64_t begin, uint64_t end);
+  // Writes back up to max_bytes of dirty groups; the caller holds no range lock. With
+  // expired_only, only folios dirty for longer than options.expire. Returns the bytes
+  // written; throws IoError if any failed.
+  uint64_t write_some(uint64_t max_bytes, bool expired_only);
+  // Writes back everything dirty, waits for writeback already running, and throws EIO if
+  // any writeback failed since the last flush (R1). Durability is the caller's next step.
+  void flush();
+  // balance_dirty_pages: above the dirty limit, the caller writes back (or waits for the
+  // writeback threads) until below it. Throws IoError when writeback is failing.
+  void throttle();
+  // Waits for some writeback batch to finish; false at once if none is running.
+  bool wait_for_progress();
+
+ private:
+  struct Piece {
+    FolioCache::Ref folio;
+    size_t first, count;  // blocks
+  };
+  struct Op {
+    uint64_t offset = 0, length = 0;
+    bool atomic = false;
+    std::vector<Piece> pieces;
+    AlignedBuffer bounce;  // for groups spanning folios
+  };
+  // One group starting at block `i` of `f`: its pieces; false if not all of it is dirty.
+  bool gather_group(const FolioCache::Ref& f, size_t i, std::vector<Piece>& pieces);
+  uint64_t collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool expired_only,
+                   std::vector<Op>& ops);
+  void add_op(std::vector<Op>& ops, std::vector<Piece> pieces, bool atomic);
+  // Writes ops (registered as batch `seq`) and completes them; throws on failure.
+  void submit(std::vector<Op>& ops, uint64_t seq, bool fua);
+  // Takes the range lock for collecting from `f` into `ops` (batch *seq): when it is
+  // held by someone else, the ops collected so far are submitted first (a writer holding
+  // it may be waiting for them), and a new batch begins.
+  RangeLock::Guard lock_for_collect(const Folio& f, std::vector<Op>& ops, uint64_t* seq);
+  uint64_t begin_batch();
+  void end_batch(uint64_t seq);
+  void record_error(const std::string& message);
+  void thread_main(unsigned index);
+
+  FolioCache& cache_;
+  RangeLock& locks_;
+  AtomicWriter& writer_;
+  CacheStats& stats_;
+  const WritebackOptions options_;
+  const uint32_t block_;
+  std::atomic<uint64_t> dirty_bytes_{0};
+
+  std::mutex collector_mutex_;
+
+  std::mutex state_mutex_;
+  std::condition_variable progress_;   // a batch finished, or work arrived
+  std::multiset<uint64_t> in_flight_;  // batch sequence numbers
+  uint64_t next_seq_ = 1;
+  uint64_t completions_ = 0;
+  std::string error_;                  // first writeback failure since the last flush
+  bool stopping_ = false;
+  bool kicked_ = false;
+  std::function<void()> tick_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace untorn
