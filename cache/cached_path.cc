@@ -118,7 +118,7 @@ bool CachedPath::fill(uint64_t b0, uint64_t b1, uint64_t offset, std::span<std::
     if (!f) {
       // Not cached and not to be: straight from the device.
       const uint64_t gap_end = cache_.next_folio(pos, b1);
-      missed = true;
+      missed |= pos < end;
       if (pos >= offset && gap_end <= end) {
         device_.read(pos, dst.subspan(pos - offset, gap_end - pos));
       } else {
@@ -143,7 +143,7 @@ bool CachedPath::fill(uint64_t b0, uint64_t b1, uint64_t offset, std::span<std::
         }
         device_.read(f->block_offset(i), {f->block_data(i), (j - i) * size_t{block_}});
         f->set(Folio::uptodate, i, j, true);
-        missed = true;
+        missed |= f->block_offset(i) < end;  // read-ahead beyond the request is no miss
         i = j;
       }
     }
@@ -165,7 +165,7 @@ void CachedPath::read(uint64_t offset, std::span<std::byte> dst) {
   auto guard = locks_.lock(b0, ra_end - b0, RangeLock::Mode::shared);
   const bool missed = fill(b0, ra_end, offset, dst, populate);
   stats_.add(missed ? stats_.read_misses : stats_.read_hits);
-  if (ra_end > b1 && missed) stats_.add(stats_.readahead_bytes, ra_end - b1);
+  if (ra_end > b1) stats_.add(stats_.readahead_bytes, ra_end - b1);
 }
 
 void CachedPath::prefetch(uint64_t offset, uint64_t length) {

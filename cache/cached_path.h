@@ -86,7 +86,8 @@ class CachedPath final : public RequestPath {
   // failed writethrough.
   void invalidate(uint64_t b0, uint64_t b1);
   // Makes the blocks of [b0, b1) uptodate in the cache, copying [offset, offset+dst) out.
-  // The caller holds [b0, b1) shared. Returns whether it needed the device.
+  // The caller holds [b0, b1) shared. Returns whether the part up to offset+dst needed the
+  // device (blocks past it are read-ahead).
   bool fill(uint64_t b0, uint64_t b1, uint64_t offset, std::span<std::byte> dst, bool populate);
   void zero_range(uint64_t offset, uint64_t length, ZeroOptions options, bool fua);
   void make_room(uint64_t bytes);

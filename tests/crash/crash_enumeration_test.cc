@@ -20,6 +20,7 @@
 #include <random>
 #include <sstream>
 
+#include "cache/cached_path.h"
 #include "cache/direct_path.h"
 #include "device/atomic_writer.h"
 #include "device/journal_writer.h"
@@ -49,6 +50,7 @@ struct Scenario {
   uint64_t device_size;
   int ops;
   bool bypass_journal;
+  uint64_t cache_size = 0;  // 0: DirectPath; else the folio cache (writeback) of this size
 };
 
 struct Op {
@@ -80,7 +82,19 @@ Recording record_workload(const Scenario& s, uint64_t seed) {
   options.checkpoint_bytes = 256 * 1024;  // small: checkpoints happen during the run
   options.unsafe_bypass_journal = s.bypass_journal;
   AtomicWriter writer(device, &journal, options);
-  DirectPath path(device, writer, s.L, s.A);
+  std::unique_ptr<RequestPath> path_owner;
+  if (s.cache_size) {
+    // Writeback with no background threads: writeback happens, deterministically, when
+    // writers hit the dirty limit or need memory, and on flush and FUA.
+    Config::Cache c;
+    c.size = s.cache_size;
+    c.folio_max = 64 * 1024;
+    c.dirty_ratio = 50;
+    path_owner = std::make_unique<CachedPath>(device, writer, c, s.L, s.A);
+  } else {
+    path_owner = std::make_unique<DirectPath>(device, writer, s.L, s.A);
+  }
+  RequestPath& path = *path_owner;
 
   const uint64_t blocks = s.device_size / s.L;
   for (int i = 0; i < s.ops; ++i) {
@@ -398,7 +412,12 @@ INSTANTIATE_TEST_SUITE_P(
         // 512-byte blocks on storage that promises one sector.
         Scenario{"L512_A16K_native512", 512, 16384, 512, 0, 256 * 1024, 260, false},
         // Storage with RWF_ATOMIC up to 16K: naturally aligned writes use it, others journal.
-        Scenario{"L4K_A64K_rwf16K", 4096, 65536, 4096, 16384, 512 * 1024, 260, false}),
+        Scenario{"L4K_A64K_rwf16K", 4096, 65536, 4096, 16384, 512 * 1024, 260, false},
+        // The same through the folio cache in writeback mode, small enough (256K for a
+        // 512K device) that eviction and throttled writeback happen during the run.
+        Scenario{"cache_L4K_A64K_native4K", 4096, 65536, 4096, 0, 512 * 1024, 260, false, 256 * 1024},
+        Scenario{"cache_L512_A16K_native512", 512, 16384, 512, 0, 256 * 1024, 260, false, 128 * 1024},
+        Scenario{"cache_L4K_A64K_rwf16K", 4096, 65536, 4096, 16384, 512 * 1024, 260, false, 256 * 1024}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Negative control: the same workload and checker with the journal bypassed must find torn

@@ -196,7 +196,9 @@ class KillRestartTest : public ::testing::Test {
               now.kind == SectorContent::Kind::stamped && now.id == ws[i].id)
             allowed = true;
         if (!allowed)
-          r.note(r.lost, "sector " + std::to_string(x) + " lost a flushed write or holds an old one");
+          r.note(r.lost, "sector " + std::to_string(x) + " lost a flushed write or holds an old one (has " +
+                             (now.kind == SectorContent::Kind::stamped ? "write " + std::to_string(now.id) : std::string("no stamp")) +
+                             (floor ? ", newest flushed write " + std::to_string(ws[*floor].id) : std::string()) + ")");
       }
       // A2 over the sectors no later write of this connection touches.
       for (size_t i = 0; i < ws.size(); ++i) {
