@@ -251,7 +251,9 @@ std::vector<FolioCache::Ref> CachedPath::copy_in(uint64_t offset, uint64_t lengt
       if (pos == b0) f->set(Folio::joined, fb, fb + 1, false);
       if (became_dirty) f->dirtied_at = std::chrono::steady_clock::now();
     }
-    if (became_dirty) cache_.mark_dirty(*f);
+    // Always (not only when the folio turned dirty here): another writer that dirtied it
+    // first may not have registered it yet, and this write may be flushed before it does.
+    cache_.mark_dirty(*f);
     pos = to;
   }
   // The block after the write starts a group of its own (any group it was joined to

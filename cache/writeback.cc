@@ -225,7 +225,10 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua) {
           p.folio->set(Folio::dirty, p.first, p.first + p.count, true);
         }
       }
+      // A failed group is dirty again: register it (another group's completion may have
+      // taken the folio off the dirty list meanwhile).
       if (ok) cache_.mark_clean(*p.folio);
+      else cache_.mark_dirty(*p.folio);
     }
     if (ok) {
       written += op.length;

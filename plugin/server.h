@@ -2,7 +2,10 @@
 //
 // Owns, in construction order (each later one holds references to earlier ones, so they
 // are destroyed in reverse): the BackingFile, the journal file and its writer (unless
-// journal.mode is never), the AtomicWriter and the CachedPath (folio cache, all modes). The constructor runs
+// journal.mode is never), the AtomicWriter and the RequestPath. The folio cache (CachedPath)
+// is built and tested but not yet served: a concurrency bug lets FLUSH miss dirty data
+// (test CachedPathTest.DISABLED_FlushCoversEveryWriteCompletedBeforeIt), so the export
+// serves through DirectPath until it is fixed. The constructor runs
 // journal recovery before anything is served. Built once in nbdkit's get_ready (before
 // nbdkit forks, so errors reach the user's terminal), destroyed at unload. Nothing here
 // calls nbdkit: plugin/untorn_plugin.cc is the only file that does.
@@ -34,7 +37,6 @@ class Server {
   const AtomicWriter& writer() const { return *writer_; }
   uint64_t native_atomic_unit() const { return native_atomic_unit_; }
   const RecoveryResult& recovery() const { return recovery_; }
-  CachedPath& cache() { return *path_; }
 
   // After nbdkit forks: background writeback; with log_stats, the cache's counters are
   // logged every `stats_interval` and at shutdown.
@@ -63,7 +65,8 @@ class Server {
   RecoveryResult recovery_;
   std::unique_ptr<JournalWriter> journal_;
   std::unique_ptr<AtomicWriter> writer_;
-  std::unique_ptr<CachedPath> path_;
+  std::unique_ptr<RequestPath> path_;
+  CachedPath* cache_ = nullptr;  // the cache when it serves (see start())
   bool log_stats_ = false;
   std::string description_;
 };
