@@ -206,10 +206,9 @@ bool CachedPath::settle_edges(uint64_t b0, uint64_t b1, uint64_t* lock_lo, uint6
     *lock_hi = std::max(*lock_hi, hi);
     return false;
   }
-  // Groups crossing b0 start in [b0 - A + block, b0); those crossing b1 in [b1 - A + block, b1).
-  const uint64_t reach = atomic_write_unit_max_ - block_;
-  if (at_start) writeback_.write_range(b0 > reach ? b0 - reach : 0, b0, false);
-  if (at_end) writeback_.write_range(std::max(b0, b1 > reach ? b1 - reach : 0), b1, false);
+  // A group crossing b0 holds the block before it; one crossing b1 the block before b1.
+  if (at_start) writeback_.write_range(b0 - block_, b0, false);
+  if (at_end) writeback_.write_range(b1 - block_, b1, false);
   return true;
 }
 

@@ -97,6 +97,25 @@ bool Writeback::gather_group(const FolioCache::Ref& f, size_t i, std::vector<Pie
   }
 }
 
+std::pair<FolioCache::Ref, size_t> Writeback::group_start(FolioCache::Ref f, size_t i) {
+  // A group is at most A long: never walk further back than that.
+  for (uint64_t steps = 0; steps <= options_.atomic_write_unit_max / block_; ++steps) {
+    {
+      std::lock_guard fl(f->mutex());
+      if (!f->test(Folio::joined, i)) return {std::move(f), i};
+    }
+    if (i > 0) {
+      --i;
+      continue;
+    }
+    FolioCache::Ref prev = f->offset() ? cache_.find(f->offset() - 1, false) : nullptr;
+    if (!prev) return {nullptr, 0};
+    f = std::move(prev);
+    i = f->blocks() - 1;
+  }
+  return {nullptr, 0};
+}
+
 void Writeback::add_op(std::vector<Op>& ops, std::vector<Piece> pieces, bool atomic) {
   const uint64_t offset = pieces.front().folio->block_offset(pieces.front().first);
   uint64_t length = 0;
@@ -139,22 +158,36 @@ uint64_t Writeback::collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool e
     size_t i = f->block_of(std::max(pos, f->offset()));
     pos = f->end();
     while (i < e && bytes < max_bytes) {
-      bool atomic;
+      bool joined;
       {
         std::lock_guard fl(f->mutex());
         if (expired_only && f->dirtied_at > expired_before) break;
         i = f->find(Folio::dirty, i, e);
         if (i == e) break;
-        // A block joined to the one before belongs to a group started earlier: that
-        // group is collected from its start (or is not whole yet). Skip it.
-        if (f->test(Folio::joined, i)) {
+        joined = f->test(Folio::joined, i);
+      }
+      FolioCache::Ref start_folio = f;
+      size_t start = i;
+      if (joined) {
+        // The group began at an earlier block. If that block is in [lo, hi), this scan
+        // met it already (the group was taken, or is not whole). If it lies before lo, the
+        // group touches [lo, hi) all the same: take it from its start, or a group that a
+        // write moved in front of an earlier collect call would be missed (D1).
+        auto [sf, si] = group_start(f, i);
+        if (!sf || sf->block_offset(si) >= lo) {
           ++i;
           continue;
         }
-        atomic = f->test(Folio::atomic, i);
+        start_folio = std::move(sf);
+        start = si;
+      }
+      bool atomic;
+      {
+        std::lock_guard fl(start_folio->mutex());
+        atomic = start_folio->test(Folio::atomic, start);
       }
       std::vector<Piece> pieces;
-      if (!gather_group(f, i, pieces)) {
+      if (!gather_group(start_folio, start, pieces)) {
         ++i;
         continue;
       }
@@ -166,7 +199,8 @@ uint64_t Writeback::collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool e
       uint64_t length = 0;
       for (const Piece& p : pieces) length += uint64_t{p.count} * block_;
       bytes += length;
-      i = pieces.size() == 1 ? i + pieces[0].count : e;
+      // Go on after the group's last block in this folio (or past the folio).
+      i = pieces.back().folio == f ? pieces.back().first + pieces.back().count : e;
       // A group spanning folios is copied to one buffer (its bytes are stable now).
       add_op(ops, std::move(pieces), atomic);
       if (ops.back().pieces.size() > 1) {
@@ -281,17 +315,19 @@ void Writeback::wait_idle(uint64_t begin, uint64_t end) {
 }
 
 RangeLock::Guard Writeback::lock_for_collect(const Folio& f, std::vector<Op>& ops, uint64_t* seq) {
-  // Groups starting in this folio reach at most A - block past its end. Shared: no
-  // request is half copied into what we take.
-  const uint64_t length = f.size() + options_.atomic_write_unit_max;
+  // Groups touching this folio reach at most A - block beyond it on either side. Shared:
+  // no request is half copied into what we take.
+  const uint64_t A = options_.atomic_write_unit_max;
+  const uint64_t from = f.offset() > A ? f.offset() - A : 0;
+  const uint64_t length = f.end() + A - from;
   if (!ops.empty()) {
-    if (auto guard = locks_.try_lock(f.offset(), length, RangeLock::Mode::shared)) return std::move(*guard);
+    if (auto guard = locks_.try_lock(from, length, RangeLock::Mode::shared)) return std::move(*guard);
     std::vector<Op> ready;
     ready.swap(ops);
     const uint64_t done = std::exchange(*seq, begin_batch());
     submit(ready, done, false);
   }
-  return locks_.lock(f.offset(), length, RangeLock::Mode::shared);
+  return locks_.lock(from, length, RangeLock::Mode::shared);
 }
 
 uint64_t Writeback::write_some(uint64_t max_bytes, bool expired_only) {

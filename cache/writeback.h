@@ -25,6 +25,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cache/cache_stats.h"
@@ -61,9 +62,9 @@ class Writeback {
   void add_dirty(int64_t bytes);
   const WritebackOptions& options() const { return options_; }
 
-  // Writes every dirty group starting in [lo, hi) now, in this thread (durably with
-  // `fua`). The caller holds [lo, hi + A) exclusive in the range lock. Throws IoError if a
-  // group failed (it stays dirty).
+  // Writes every dirty group touching [lo, hi) now, in this thread (durably with `fua`).
+  // The caller holds every such group exclusive in the range lock ([lo - A, hi + A) is
+  // always enough). Throws IoError if a group failed (it stays dirty).
   void write_range(uint64_t lo, uint64_t hi, bool fua);
   // Waits until no block of [begin, end) is under writeback. The caller holds the range
   // exclusive (so none can start).
@@ -94,6 +95,10 @@ class Writeback {
   };
   // One group starting at block `i` of `f`: its pieces; false if not all of it is dirty.
   bool gather_group(const FolioCache::Ref& f, size_t i, std::vector<Piece>& pieces);
+  // The first block of the group holding block `i` of `f` (null if it cannot be found
+  // within A, i.e. there is no whole group).
+  std::pair<FolioCache::Ref, size_t> group_start(FolioCache::Ref f, size_t i);
+  // Takes every whole dirty group touching [lo, hi) (the caller holds [lo - A, hi + A)).
   uint64_t collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool expired_only,
                    std::vector<Op>& ops);
   void add_op(std::vector<Op>& ops, std::vector<Piece> pieces, bool atomic);
