@@ -36,7 +36,8 @@ uint64_t FolioCache::next_folio(uint64_t offset, uint64_t limit) {
   for (uint64_t region = offset / folio_max_ * folio_max_; region < limit; region += folio_max_) {
     Shard& s = shard_for(region);
     std::lock_guard lk(s.mutex);
-    auto it = s.folios.upper_bound(std::max(offset, region));
+    // Strictly after `offset` in its own region; from the region's start in later ones.
+    auto it = region <= offset ? s.folios.upper_bound(offset) : s.folios.lower_bound(region);
     if (it != s.folios.end() && it->first < std::min(limit, region + folio_max_)) return it->first;
   }
   return limit;

@@ -72,6 +72,17 @@ TEST(FolioCacheTest, FolioSizeFollowsTheRequestAndNeverOverlaps) {
   EXPECT_FALSE(created);
 }
 
+TEST(FolioCacheTest, NextFolioFindsOneStartingAtARegionBoundary) {
+  CacheStats stats;
+  FolioCache cache(64 << 20, 4096, 1 << 20, 64 << 20, stats);
+  bool created;
+  cache.find_or_create(2 << 20, 2 << 20, (2 << 20) + 4096, &created);  // starts a region
+  cache.find_or_create((3 << 20) + 8192, (3 << 20) + 8192, (3 << 20) + 12288, &created);
+  EXPECT_EQ(cache.next_folio(4096, 8 << 20), 2u << 20);
+  EXPECT_EQ(cache.next_folio(2 << 20, 8 << 20), (3u << 20) + 8192);
+  EXPECT_EQ(cache.next_folio(4096, 2 << 20), 2u << 20);  // the limit itself is not inside
+}
+
 TEST(FolioCacheTest, RacingCreatorsGetOneFolio) {
   CacheStats stats;
   FolioCache cache(64 << 20, 4096, 2 << 20, 64 << 20, stats);
