@@ -4,7 +4,6 @@
 #include <functional>
 #include <memory>
 
-#include "cache/direct_path.h"
 #include "conf/units.h"
 #include "util/io_error.h"
 #include "util/log.h"
@@ -32,12 +31,13 @@ Server::Server(Config config)
   if (options.unsafe_split_writes)
     log_warning("test.unsafe_split_writes is set: writes are split and CAN TEAR (test only)");
   writer_ = std::make_unique<AtomicWriter>(*device_, journal_.get(), options);
-  path_ = std::make_unique<DirectPath>(*device_, *writer_, config_.device.logical_block_size,
+  path_ = std::make_unique<CachedPath>(*device_, *writer_, config_.cache,
+                                       config_.device.logical_block_size,
                                        config_.device.atomic_write_unit_max);
   description_ = "untorn: logical_block_size=" + std::to_string(config_.device.logical_block_size) +
                  " atomic_write_unit_min=" + std::to_string(config_.device.logical_block_size) +
                  " atomic_write_unit_max=" + std::to_string(config_.device.atomic_write_unit_max) +
-                 " cache_mode=direct journal=" + to_string(config_.journal.mode) +
+                 " cache_mode=" + std::string(to_string(config_.cache.mode)) + " journal=" + to_string(config_.journal.mode) +
                  " native_atomic_unit=" + std::to_string(native_atomic_unit_);
 }
 
@@ -84,19 +84,18 @@ void Server::start(bool log_stats, std::chrono::seconds stats_interval) {
       log_info("stats: " + stats_line());
     };
   }
-  if (cache_) cache_->start_background(std::move(tick));
+  path_->start_background(std::move(tick));
 }
 
 std::string Server::stats_line() {
-  CacheCounters c = cache_ ? cache_->counters() : CacheCounters{};
+  CacheCounters c = path_->counters();
   c.journal_commits = journal_ ? journal_->commits() : 0;
   return c.to_string();
 }
 
 void Server::shutdown() {
   try {
-    if (cache_) cache_->shutdown();
-    else path_->flush();
+    path_->shutdown();
   } catch (const std::exception& e) {
     log_warning(std::string("shutdown: could not write everything back: ") + e.what());
   }

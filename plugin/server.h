@@ -2,10 +2,8 @@
 //
 // Owns, in construction order (each later one holds references to earlier ones, so they
 // are destroyed in reverse): the BackingFile, the journal file and its writer (unless
-// journal.mode is never), the AtomicWriter and the RequestPath. The folio cache (CachedPath)
-// is built and tested but not yet served: a concurrency bug lets FLUSH miss dirty data
-// (test CachedPathTest.DISABLED_FlushCoversEveryWriteCompletedBeforeIt), so the export
-// serves through DirectPath until it is fixed. The constructor runs
+// journal.mode is never), the AtomicWriter and the CachedPath (the folio cache, in the
+// configured cache.mode). The constructor runs
 // journal recovery before anything is served. Built once in nbdkit's get_ready (before
 // nbdkit forks, so errors reach the user's terminal), destroyed at unload. Nothing here
 // calls nbdkit: plugin/untorn_plugin.cc is the only file that does.
@@ -65,8 +63,7 @@ class Server {
   RecoveryResult recovery_;
   std::unique_ptr<JournalWriter> journal_;
   std::unique_ptr<AtomicWriter> writer_;
-  std::unique_ptr<RequestPath> path_;
-  CachedPath* cache_ = nullptr;  // the cache when it serves (see start())
+  std::unique_ptr<CachedPath> path_;
   bool log_stats_ = false;
   std::string description_;
 };

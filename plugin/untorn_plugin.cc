@@ -80,7 +80,7 @@ void untorn_dump_plugin() {
   std::printf("untorn_atomic_write_unit_min=%u\n", defaults.device.logical_block_size);
   std::printf("untorn_atomic_write_unit_max=%u\n", defaults.device.atomic_write_unit_max);
   std::printf("untorn_max_block_size=%u\n", Server::kMaxBlockSize);
-  std::printf("untorn_cache_mode=direct\n");
+  std::printf("untorn_cache_mode=%s\n", untorn::to_string(defaults.cache.mode));
 }
 
 int untorn_config(const char* key, const char* value) {
