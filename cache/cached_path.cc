@@ -284,7 +284,7 @@ bool CachedPath::write_locked(uint64_t offset, uint64_t length, const std::byte*
   // Older writeback of these blocks lands first and their bytes stay put while it runs.
   writeback_.wait_idle(b0, b1);
   if (!settle_edges(b0, b1, lock_lo, lock_hi)) return false;
-  const bool atomic = atomic_eligible(offset, length);
+  const bool atomic = atomic_eligible(offset, length, logical_block_size_, atomic_write_unit_max_);
   std::vector<FolioCache::Ref> created = copy_in(offset, length, src, atomic);
   if (mode_ == CacheMode::writeback && !fua) return true;
   try {
@@ -324,7 +324,7 @@ void CachedPath::zero(uint64_t offset, uint64_t length, ZeroOptions options, boo
   check_request_range(size(), offset, length, ENOSPC, "zero");
   if (length == 0) return;
   // An eligible zero is one crash-atomic group like any eligible write: cache it.
-  if (atomic_eligible(offset, length)) {
+  if (atomic_eligible(offset, length, logical_block_size_, atomic_write_unit_max_)) {
     write_request(offset, length, nullptr, fua);
     return;
   }

@@ -64,10 +64,6 @@ class CachedPath final : public RequestPath {
  private:
   uint64_t align_down(uint64_t v) const { return v / block_ * block_; }
   uint64_t align_up(uint64_t v) const { return (v + block_ - 1) / block_ * block_; }
-  bool atomic_eligible(uint64_t offset, uint64_t length) const {
-    return length > 0 && offset % logical_block_size_ == 0 && length % logical_block_size_ == 0 &&
-           length <= atomic_write_unit_max_;
-  }
   // A write of src (null: zeroes): throttle, reserve memory, lock, then write_locked.
   void write_request(uint64_t offset, uint64_t length, const std::byte* src, bool fua);
   // Under the exclusive lock of [lock_lo, lock_hi): settles groups sticking out of the

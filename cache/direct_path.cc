@@ -10,14 +10,6 @@
 #include "util/io_error.h"
 
 namespace untorn {
-namespace {
-
-void check_range(uint64_t size, uint64_t offset, uint64_t length, int err, const char* what) {
-  check_request_range(size, offset, length, err, what);
-}
-
-}  // namespace
-
 DirectPath::DirectPath(BlockDevice& device, AtomicWriter& writer, uint32_t logical_block_size,
                        uint32_t atomic_write_unit_max)
     : device_(device),
@@ -27,7 +19,7 @@ DirectPath::DirectPath(BlockDevice& device, AtomicWriter& writer, uint32_t logic
       granule_(std::max(logical_block_size, device.io_align())) {}
 
 void DirectPath::read(uint64_t offset, std::span<std::byte> dst) {
-  check_range(size(), offset, dst.size(), EINVAL, "read");
+  check_request_range(size(), offset, dst.size(), EINVAL, "read");
   if (dst.empty()) return;
   const uint64_t begin = align_down(offset);
   const uint64_t end = align_up(offset + dst.size());
@@ -62,21 +54,22 @@ void DirectPath::write_granules(uint64_t offset, uint64_t length, const std::byt
 }
 
 void DirectPath::write(uint64_t offset, std::span<const std::byte> src, bool fua) {
-  check_range(size(), offset, src.size(), ENOSPC, "write");
+  check_request_range(size(), offset, src.size(), ENOSPC, "write");
   if (src.empty()) return;
   const uint64_t begin = align_down(offset);
   const uint64_t end = align_up(offset + src.size());
   // Exclusive for the whole read-modify-write and crash-atomic write: A1, and no lost
   // update (test: DirectPathTest.ConcurrentUnalignedWritesLoseNothing).
   auto guard = locks_.lock(begin, end - begin, RangeLock::Mode::exclusive);
-  write_granules(offset, src.size(), src.data(), atomic_eligible(offset, src.size()), fua);
+  const bool atomic = atomic_eligible(offset, src.size(), logical_block_size_, atomic_write_unit_max_);
+  write_granules(offset, src.size(), src.data(), atomic, fua);
 }
 
 void DirectPath::zero(uint64_t offset, uint64_t length, ZeroOptions options, bool fua) {
-  check_range(size(), offset, length, ENOSPC, "zero");
+  check_request_range(size(), offset, length, ENOSPC, "zero");
   if (length == 0) return;
   const uint64_t end = offset + length;
-  const bool atomic = atomic_eligible(offset, length);
+  const bool atomic = atomic_eligible(offset, length, logical_block_size_, atomic_write_unit_max_);
   auto guard = locks_.lock(align_down(offset), align_up(end) - align_down(offset),
                            RangeLock::Mode::exclusive);
   const uint64_t mid_begin = align_up(offset);
@@ -96,14 +89,14 @@ void DirectPath::zero(uint64_t offset, uint64_t length, ZeroOptions options, boo
 }
 
 void DirectPath::trim(uint64_t offset, uint64_t length, bool fua) {
-  check_range(size(), offset, length, EINVAL, "trim");
+  check_request_range(size(), offset, length, EINVAL, "trim");
   zero(offset, length, ZeroOptions{.may_punch = true, .fast_only = false}, fua);
 }
 
 void DirectPath::flush() { writer_.flush(); }
 
 std::vector<Extent> DirectPath::extents(uint64_t offset, uint64_t length) {
-  check_range(size(), offset, length, EINVAL, "block status");
+  check_request_range(size(), offset, length, EINVAL, "block status");
   if (length == 0) return {};
   // Ask for whole logical blocks, and report a hole only where it covers whole logical
   // blocks: a partly allocated block is data (E1: never call data zero; tests:
@@ -114,7 +107,7 @@ std::vector<Extent> DirectPath::extents(uint64_t offset, uint64_t length) {
 
 void DirectPath::prefetch(uint64_t offset, uint64_t length) {
   // Nothing to warm without a cache; the range is still checked so a bad request fails.
-  check_range(size(), offset, length, EINVAL, "cache");
+  check_request_range(size(), offset, length, EINVAL, "cache");
 }
 
 }  // namespace untorn

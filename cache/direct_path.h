@@ -33,11 +33,6 @@ class DirectPath final : public RequestPath {
   void prefetch(uint64_t offset, uint64_t length) override;
 
   uint32_t granule() const { return granule_; }
-  // DESIGN.md §1: offset and length multiples of L, length <= A.
-  bool atomic_eligible(uint64_t offset, uint64_t length) const {
-    return length > 0 && offset % logical_block_size_ == 0 && length % logical_block_size_ == 0 &&
-           length <= atomic_write_unit_max_;
-  }
 
  private:
   uint64_t align_down(uint64_t v) const { return v / granule_ * granule_; }
