@@ -21,7 +21,8 @@ RangeLock::Guard::~Guard() {
   if (lock_) lock_->unlock(offset_, length_, ticket_);
 }
 
-RangeLock::Guard RangeLock::lock(uint64_t offset, uint64_t length, Mode mode) {
+std::optional<RangeLock::Guard> RangeLock::acquire(uint64_t offset, uint64_t length, Mode mode,
+                                                   bool wait) {
   const uint64_t ticket = next_ticket.fetch_add(1, std::memory_order_relaxed);
   if (length == 0) return Guard(nullptr, offset, 0, ticket);
   const uint64_t end = offset + length;
@@ -30,36 +31,30 @@ RangeLock::Guard RangeLock::lock(uint64_t offset, uint64_t length, Mode mode) {
     const uint64_t stop = std::min(end, (stripe + 1) * kStripe);
     Shard& shard = shards_[stripe % kShards];
     std::unique_lock lk(shard.mutex);
-    shard.released.wait(lk, [&] { return !conflicts(shard, begin, stop, mode); });
-    shard.held.push_back({begin, stop, mode, ticket});
-  }
-  return Guard(this, offset, length, ticket);
-}
-
-bool RangeLock::conflicts(const Shard& shard, uint64_t begin, uint64_t stop, Mode mode) {
-  return std::any_of(shard.held.begin(), shard.held.end(), [&](const Held& h) {
-    bool overlaps = h.begin < stop && begin < h.end;
-    return overlaps && (mode == Mode::exclusive || h.mode == Mode::exclusive);
-  });
-}
-
-std::optional<RangeLock::Guard> RangeLock::try_lock(uint64_t offset, uint64_t length, Mode mode) {
-  const uint64_t ticket = next_ticket.fetch_add(1, std::memory_order_relaxed);
-  if (length == 0) return Guard(nullptr, offset, 0, ticket);
-  const uint64_t end = offset + length;
-  for (uint64_t stripe = offset / kStripe; stripe * kStripe < end; ++stripe) {
-    const uint64_t begin = std::max(offset, stripe * kStripe);
-    const uint64_t stop = std::min(end, (stripe + 1) * kStripe);
-    Shard& shard = shards_[stripe % kShards];
-    std::unique_lock lk(shard.mutex);
-    if (conflicts(shard, begin, stop, mode)) {
+    auto free = [&] {
+      return std::none_of(shard.held.begin(), shard.held.end(), [&](const Held& h) {
+        bool overlaps = h.begin < stop && begin < h.end;
+        return overlaps && (mode == Mode::exclusive || h.mode == Mode::exclusive);
+      });
+    };
+    if (wait) {
+      shard.released.wait(lk, free);
+    } else if (!free()) {
       lk.unlock();
-      unlock(offset, begin - offset, ticket);  // the stripes taken so far
+      unlock(offset, begin - offset, ticket);  // give back the stripes taken so far
       return std::nullopt;
     }
     shard.held.push_back({begin, stop, mode, ticket});
   }
   return Guard(this, offset, length, ticket);
+}
+
+RangeLock::Guard RangeLock::lock(uint64_t offset, uint64_t length, Mode mode) {
+  return std::move(*acquire(offset, length, mode, true));
+}
+
+std::optional<RangeLock::Guard> RangeLock::try_lock(uint64_t offset, uint64_t length, Mode mode) {
+  return acquire(offset, length, mode, false);
 }
 
 void RangeLock::unlock(uint64_t offset, uint64_t length, uint64_t ticket) {

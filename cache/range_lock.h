@@ -67,7 +67,9 @@ class RangeLock {
   };
 
   void unlock(uint64_t offset, uint64_t length, uint64_t ticket);
-  static bool conflicts(const Shard& shard, uint64_t begin, uint64_t stop, Mode mode);
+  // Takes every stripe's part in order; without `wait`, gives up (holding nothing) at the
+  // first conflict.
+  std::optional<Guard> acquire(uint64_t offset, uint64_t length, Mode mode, bool wait);
 
   std::array<Shard, kShards> shards_;
 };

@@ -32,6 +32,19 @@ TEST(RangeLockTest, ReleasedRangeCanBeRetaken) {
   SUCCEED();
 }
 
+TEST(RangeLockTest, TryLockGivesUpWholeAtAConflictInALaterStripe) {
+  RangeLock locks;
+  const uint64_t S = RangeLock::kStripe;
+  auto held = locks.lock(S + 4096, 4096, RangeLock::Mode::exclusive);
+  EXPECT_FALSE(locks.try_lock(0, 2 * S, RangeLock::Mode::shared).has_value());
+  // Nothing of the failed attempt is left behind in the first stripe.
+  EXPECT_TRUE(locks.try_lock(0, S, RangeLock::Mode::exclusive).has_value());
+  EXPECT_TRUE(locks.try_lock(S, 4096, RangeLock::Mode::shared).has_value());  // no overlap
+  auto shared = locks.lock(0, 4096, RangeLock::Mode::shared);
+  EXPECT_TRUE(locks.try_lock(0, 4096, RangeLock::Mode::shared).has_value());
+  EXPECT_FALSE(locks.try_lock(0, 4096, RangeLock::Mode::exclusive).has_value());
+}
+
 // Many threads take random overlapping ranges; each block records who is inside. An
 // exclusive holder must find its blocks empty, a shared one must find no exclusive
 // holder. Ranges cross stripe boundaries, so multi-stripe ordering is exercised too.
