@@ -53,36 +53,24 @@ AtomicWriter::Method AtomicWriter::method_for(uint64_t offset, uint64_t length, 
   return rwf ? Method::rwf_atomic : Method::journal;
 }
 
-void AtomicWriter::write_in_place(uint64_t offset, std::span<const std::byte> data) {
-  const size_t piece = options_.unsafe_split_writes;
-  if (piece == 0 || data.size() <= piece) {
-    device_.write(offset, data);
-    return;
-  }
-  for (size_t done = 0; done < data.size(); done += piece)
-    device_.write(offset + done, data.subspan(done, std::min(piece, data.size() - done)));
+AtomicWriter::JournalGate::JournalGate(AtomicWriter& w) : w_(w) {
+  std::unique_lock lk(w_.checkpoint_mutex_);
+  w_.checkpoint_cv_.wait(lk, [&] { return !w_.checkpointing_; });
+  ++w_.journaled_in_flight_;
 }
 
-void AtomicWriter::journaled(journal::RecordKind kind, uint64_t offset, uint64_t length,
-                             std::span<const std::byte> data, ZeroOptions zero_options) {
-  {
-    std::unique_lock lk(checkpoint_mutex_);
-    checkpoint_cv_.wait(lk, [&] { return !checkpointing_; });
-    ++journaled_in_flight_;
-  }
-  struct Leave {
-    AtomicWriter* w;
-    ~Leave() {
-      std::lock_guard lk(w->checkpoint_mutex_);
-      --w->journaled_in_flight_;
-      w->checkpoint_cv_.notify_all();
-    }
-  } leave{this};
+AtomicWriter::JournalGate::~JournalGate() {
+  std::lock_guard lk(w_.checkpoint_mutex_);
+  --w_.journaled_in_flight_;
+  w_.checkpoint_cv_.notify_all();
+}
+
+void AtomicWriter::journaled_zero(uint64_t offset, uint64_t length, ZeroOptions zero_options) {
+  JournalGate gate(*this);
   mark_journaled(offset, length);
-  journal_->commit(kind, offset, static_cast<uint32_t>(length), data);
+  journal_->commit(journal::RecordKind::zero, offset, static_cast<uint32_t>(length), {});
   // The record is durable: a crash from here on is repaired by replay.
-  if (kind == journal::RecordKind::data) write_in_place(offset, data);
-  else device_.write_zeroes(offset, length, zero_options);
+  device_.write_zeroes(offset, length, zero_options);
 }
 
 void AtomicWriter::count(Method m) {
@@ -97,19 +85,13 @@ void AtomicWriter::count(Method m) {
 AtomicWriter::Method AtomicWriter::write(uint64_t offset, std::span<const std::byte> data,
                                          bool atomic, bool fua) {
   if (data.empty()) return Method::in_place;
-  const Method m = method_for(offset, data.size(), atomic);
-  switch (m) {
-    case Method::in_place: write_in_place(offset, data); break;
-    case Method::rwf_atomic: device_.write_atomic(offset, data); break;
-    case Method::journal:
-      journaled(journal::RecordKind::data, offset, data.size(), data, {});
-      break;
-  }
-  count(m);
-  // A journaled write is durable once its record is (replay restores it): FUA needs no sync.
-  if (fua && m != Method::journal) device_.sync();
-  if (m == Method::journal && journal_->record_bytes() > options_.checkpoint_bytes) checkpoint(false);
-  return m;
+  BatchWrite w;
+  w.offset = offset;
+  w.data = data;
+  w.atomic = atomic;
+  write_batch({&w, 1}, fua);
+  if (w.error) throw IoError(w.error, w.message);
+  return w.method;
 }
 
 void AtomicWriter::add_in_place(std::vector<WriteRequest>& out, uint64_t offset,
@@ -135,27 +117,12 @@ void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {
       journaled_writes.push_back(&w);
     }
   }
-  // While journaled writes are in flight a checkpoint waits (it must not reset the journal
-  // before their in-place writes are done).
-  bool in_flight = false;
-  if (!records.empty()) {
-    std::unique_lock lk(checkpoint_mutex_);
-    checkpoint_cv_.wait(lk, [&] { return !checkpointing_; });
-    ++journaled_in_flight_;
-    in_flight = true;
-  }
-  {
-  struct Leave {
-    AtomicWriter* w;
-    bool active;
-    ~Leave() {
-      if (!active) return;
-      std::lock_guard lk(w->checkpoint_mutex_);
-      --w->journaled_in_flight_;
-      w->checkpoint_cv_.notify_all();
-    }
-  } leave{this, in_flight};
-  if (!records.empty()) {
+  if (records.empty()) {
+    write_out(writes);
+  } else {
+    // A checkpoint must not reset the journal before these records' in-place writes are
+    // done: it waits while the gate stands.
+    JournalGate gate(*this);
     for (const BatchWrite* w : journaled_writes) mark_journaled(w->offset, w->data.size());
     try {
       journal_->commit_batch(records);
@@ -165,8 +132,17 @@ void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {
         w->message = e.what();
       }
     }
+    write_out(writes);  // every record is durable now
   }
-  // Every record is durable now: the in-place writes may go, all in one device batch.
+  // Journaled writes are durable at commit; the rest need the device synced.
+  bool needs_sync = false;
+  for (const BatchWrite& w : writes) needs_sync |= fua && !w.error && w.method != Method::journal;
+  if (needs_sync) device_.sync();
+  if (!records.empty() && journal_->record_bytes() > options_.checkpoint_bytes) checkpoint(false);
+}
+
+void AtomicWriter::write_out(std::span<BatchWrite> writes) {
+  // In-place writes (and journaled ones' in-place copies) as one device batch.
   std::vector<WriteRequest> requests;
   std::vector<size_t> first_request;  // per write, index of its first request
   for (BatchWrite& w : writes) {
@@ -187,20 +163,12 @@ void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {
         w.message = e.what();
       }
     }
-    for (size_t r = first_request[i]; r < first_request[i + 1]; ++r) {
-      if (requests[r].error && !w.error) {
-        w.error = requests[r].error;
-        w.message = requests[r].message;
-      }
+    for (size_t r = first_request[i]; r < first_request[i + 1] && !w.error; ++r) {
+      w.error = requests[r].error;
+      w.message = requests[r].message;
     }
     if (!w.error) count(w.method);
   }
-  }
-  // Journaled writes are durable at commit; the rest need the device synced.
-  bool needs_sync = false;
-  for (const BatchWrite& w : writes) needs_sync |= fua && !w.error && w.method != Method::journal;
-  if (needs_sync) device_.sync();
-  if (!records.empty() && journal_->record_bytes() > options_.checkpoint_bytes) checkpoint(false);
 }
 
 AtomicWriter::Method AtomicWriter::zero(uint64_t offset, uint64_t length, ZeroOptions zero_options,
@@ -208,7 +176,7 @@ AtomicWriter::Method AtomicWriter::zero(uint64_t offset, uint64_t length, ZeroOp
   if (length == 0) return Method::in_place;
   const Method m = method_for(offset, length, atomic, /*is_zero=*/true);
   if (m == Method::journal)
-    journaled(journal::RecordKind::zero, offset, length, {}, zero_options);
+    journaled_zero(offset, length, zero_options);
   else
     device_.write_zeroes(offset, length, zero_options);
   count(m);

@@ -83,12 +83,24 @@ class AtomicWriter {
   bool fits_native_unit(uint64_t offset, uint64_t length) const;
   bool overlaps_journaled(uint64_t offset, uint64_t length) const;
   void mark_journaled(uint64_t offset, uint64_t length);
-  void write_in_place(uint64_t offset, std::span<const std::byte> data);
+  // The device part of write_batch for writes without an error: in place (one device
+  // batch) or RWF_ATOMIC; records each write's outcome.
+  void write_out(std::span<BatchWrite> writes);
   // Appends the device writes for `data` at `offset` to `out` (split when a test asks).
   void add_in_place(std::vector<WriteRequest>& out, uint64_t offset,
                     std::span<const std::byte> data) const;
-  void journaled(journal::RecordKind kind, uint64_t offset, uint64_t length,
-                 std::span<const std::byte> data, ZeroOptions zero_options);
+  // While one lives, journaled writes are in flight and a checkpoint waits for them.
+  class JournalGate {
+   public:
+    explicit JournalGate(AtomicWriter& w);
+    ~JournalGate();
+    JournalGate(const JournalGate&) = delete;
+    JournalGate& operator=(const JournalGate&) = delete;
+
+   private:
+    AtomicWriter& w_;
+  };
+  void journaled_zero(uint64_t offset, uint64_t length, ZeroOptions zero_options);
   // for_flush: the caller needs everything completed before the call durable, so a
   // checkpoint already running (whose fdatasync may have begun before some of those
   // writes completed) is waited for and then one more is run (D1; test:
