@@ -210,9 +210,10 @@ void BackingFile::write(uint64_t offset, std::span<const std::byte> src) {
 
 void BackingFile::write_batch(std::span<WriteRequest> writes) {
   std::vector<AioOp> ops;
-  std::vector<WriteRequest*> batched;
-  ops.reserve(writes.size());
-  for (WriteRequest& w : writes) {
+  std::vector<size_t> op_write;  // the write each aio op carries
+  std::vector<uint64_t> done(writes.size(), 0);
+  for (size_t k = 0; k < writes.size(); ++k) {
+    WriteRequest& w = writes[k];
     try {
       check_range(w.offset, w.data.size(), "write");
     } catch (const IoError& e) {
@@ -220,36 +221,29 @@ void BackingFile::write_batch(std::span<WriteRequest> writes) {
       w.message = e.what();
       continue;
     }
-    if (w.data.empty()) continue;
-    if (reinterpret_cast<uintptr_t>(w.data.data()) % mem_align_ != 0) {
-      batched.push_back(nullptr);  // placeholder: written alone below
-      continue;
-    }
+    // Misaligned memory is left for write() below, which bounces it.
+    if (w.data.empty() || reinterpret_cast<uintptr_t>(w.data.data()) % mem_align_ != 0) continue;
     ops.push_back({AioOp::Kind::write, fd_, const_cast<std::byte*>(w.data.data()), w.data.size(),
                    w.offset});
-    batched.push_back(&w);
+    op_write.push_back(k);
   }
   if (!ops.empty()) aio_submit_and_wait(ops);
-  // Finish short transfers and misaligned writes one by one; record failures.
-  size_t op = 0;
-  size_t slot = 0;
-  for (WriteRequest& w : writes) {
-    if (w.error || w.data.empty()) continue;
-    WriteRequest* mine = batched[slot++];
-    uint64_t done = 0;
-    if (mine) {
-      const int64_t r = ops[op++].result;
-      if (r < 0) {
-        w.error = static_cast<int>(-r);
-        w.message = std::string("write of backing file ") + path_ + " at " +
-                    std::to_string(w.offset) + ": " + std::strerror(w.error);
-        continue;
-      }
-      done = static_cast<uint64_t>(r);
+  for (size_t j = 0; j < ops.size(); ++j) {
+    WriteRequest& w = writes[op_write[j]];
+    if (ops[j].result >= 0) {
+      done[op_write[j]] = static_cast<uint64_t>(ops[j].result);
+      continue;
     }
-    if (done == w.data.size()) continue;
+    w.error = static_cast<int>(-ops[j].result);
+    w.message = "write of backing file " + path_ + " at " + std::to_string(w.offset) + ": " +
+                std::strerror(w.error);
+  }
+  // The rest of short transfers, and misaligned writes, one by one.
+  for (size_t k = 0; k < writes.size(); ++k) {
+    WriteRequest& w = writes[k];
+    if (w.error || done[k] == w.data.size()) continue;
     try {
-      write(w.offset + done, w.data.subspan(done));
+      write(w.offset + done[k], w.data.subspan(done[k]));
     } catch (const IoError& e) {
       w.error = e.err();
       w.message = e.what();

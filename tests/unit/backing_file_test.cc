@@ -7,11 +7,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <random>
 
 #include "device/aligned_buffer.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_data.h"
 #include "util/io_error.h"
 #include "util/log.h"
 
@@ -20,6 +22,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using untorn::testing::TempDir;
+using untorn::testing::pattern;
 
 constexpr uint64_t kMiB = 1 << 20;
 
@@ -43,13 +46,6 @@ IoError error_of(F&& f) {
   return IoError(0, "");
 }
 
-std::vector<std::byte> pattern(size_t n, unsigned seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937 rng(seed);
-  for (auto& b : v) b = static_cast<std::byte>(rng());
-  return v;
-}
-
 TEST(BackingFileTest, CreatesSparseFileOfConfiguredSize) {
   TempDir dir;
   auto dev = BackingFile::open(backing(dir.file("d.img"), 16 * kMiB), 4096);
@@ -61,6 +57,34 @@ TEST(BackingFileTest, CreatesSparseFileOfConfiguredSize) {
   auto ext = dev->extents(0, 16 * kMiB);
   ASSERT_EQ(ext.size(), 1u);
   EXPECT_EQ(ext[0], (Extent{0, 16 * kMiB, false}));
+}
+
+// One batch: aligned memory goes as libaio ops, misaligned memory bounced, and a write past
+// the end fails alone with its own error while the others land.
+TEST(BackingFileTest, WriteBatchReportsEachWriteAndLandsTheGoodOnes) {
+  TempDir dir;
+  auto dev = BackingFile::open(backing(dir.file("d.img"), 4 * kMiB), 4096);
+  AlignedBuffer aligned(8192);
+  std::memcpy(aligned.data(), pattern(8192, 1).data(), 8192);
+  std::vector<std::byte> misaligned_storage(4096 + 1);
+  auto odd = pattern(4096, 2);
+  std::memcpy(misaligned_storage.data() + 1, odd.data(), 4096);
+  std::vector<WriteRequest> batch = {
+      {0, aligned.span(), 0, {}},
+      {65536, {misaligned_storage.data() + 1, 4096}, 0, {}},
+      {4 * kMiB, aligned.span(), 0, {}},  // past the end
+  };
+  dev->write_batch(batch);
+  EXPECT_EQ(batch[0].error, 0);
+  EXPECT_EQ(batch[1].error, 0);
+  EXPECT_EQ(batch[2].error, EINVAL);
+  EXPECT_THAT(batch[2].message, HasSubstr("beyond the end"));
+  std::vector<std::byte> got(8192);
+  dev->read(0, got);
+  EXPECT_EQ(got, pattern(8192, 1));
+  got.resize(4096);
+  dev->read(65536, got);
+  EXPECT_EQ(got, odd);
 }
 
 TEST(BackingFileTest, MissingFileWithoutSizeIsRefused) {

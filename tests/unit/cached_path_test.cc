@@ -13,9 +13,10 @@
 
 #include "device/backing_file.h"
 #include "device/recovery.h"
-#include "tests/support/faulty_device.h"
+#include "tests/support/journaled_backing.h"
 #include "tests/support/sector_stamp.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_data.h"
 #include "util/io_error.h"
 
 namespace untorn {
@@ -24,13 +25,7 @@ namespace {
 using ::testing::HasSubstr;
 using untorn::testing::FaultyDevice;
 using untorn::testing::TempDir;
-
-std::vector<std::byte> pattern(size_t n, uint64_t seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937_64 rng(seed);
-  for (auto& b : v) b = static_cast<std::byte>(rng());
-  return v;
-}
+using untorn::testing::pattern;
 
 TEST(FolioTest, BitmapsTrackCountsAcrossWords) {
   Folio f(1 << 20, 1 << 20, 4096);  // 256 blocks: four words per bitmap
@@ -135,28 +130,15 @@ class CachedPathTest : public ::testing::Test {
 
   void open(PathParams p = {}) {
     path_.reset();
-    writer_.reset();
-    journal_.reset();
-    journal_file_.reset();
-    faulty_.reset();
-    device_.reset();
-    Config::Backing b;
-    b.path = dir_.file("d.img");
-    b.size = kSize;
-    device_ = BackingFile::open(b, 4096);
-    faulty_ = std::make_unique<FaultyDevice>(*device_);
-    journal_file_ = PosixJournalFile::open(dir_.file("d.img.journal"));
-    auto recovered = recover_journal(*faulty_, *journal_file_, journal::Identity{kSize, 1, 1, 4096});
-    journal_ = std::make_unique<JournalWriter>(*journal_file_, recovered.header);
-    AtomicWriterOptions options;
-    options.atomic_write_unit_max = 65536;
-    options.native_atomic_unit = 4096;
-    writer_ = std::make_unique<AtomicWriter>(*faulty_, journal_.get(), options);
+    stack_.reset();  // releases the backing file's lock before it is opened again
+    stack_ = std::make_unique<testing::JournaledBacking>(dir_, kSize);
+    device_ = stack_->device.get();
+    faulty_ = stack_->faulty.get();
     Config::Cache c;
     c.mode = p.mode;
     c.size = p.cache_size;
     c.folio_max = p.folio_max;
-    path_ = std::make_unique<CachedPath>(*faulty_, *writer_, c, 4096, 65536);
+    path_ = std::make_unique<CachedPath>(*faulty_, *stack_->writer, c, 4096, 65536);
     if (p.background) path_->start_background();
   }
   void TearDown() override { path_.reset(); }
@@ -173,11 +155,9 @@ class CachedPathTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::unique_ptr<BackingFile> device_;
-  std::unique_ptr<FaultyDevice> faulty_;
-  std::unique_ptr<JournalFile> journal_file_;
-  std::unique_ptr<JournalWriter> journal_;
-  std::unique_ptr<AtomicWriter> writer_;
+  std::unique_ptr<testing::JournaledBacking> stack_;
+  BackingFile* device_ = nullptr;
+  testing::FaultyDevice* faulty_ = nullptr;
   std::unique_ptr<CachedPath> path_;
 };
 

@@ -9,7 +9,7 @@
 
 #include "device/backing_file.h"
 #include "device/recovery.h"
-#include "tests/support/faulty_device.h"
+#include "tests/support/journaled_backing.h"
 #include "tests/support/temp_dir.h"
 #include "util/io_error.h"
 
@@ -24,20 +24,7 @@ constexpr uint64_t kSize = 8 << 20;
 class DirectPathTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    Config::Backing b;
-    b.path = dir_.file("d.img");
-    b.size = kSize;
-    device_ = BackingFile::open(b, 4096);
-    faulty_ = std::make_unique<FaultyDevice>(*device_);
-    // A native unit of 4K and A = 64K: writes above 4K go through the journal.
-    journal_file_ = PosixJournalFile::open(dir_.file("d.img.journal"));
-    auto recovered = recover_journal(*faulty_, *journal_file_, journal::Identity{kSize, 1, 1, 4096});
-    journal_ = std::make_unique<JournalWriter>(*journal_file_, recovered.header);
-    AtomicWriterOptions options;
-    options.atomic_write_unit_max = 65536;
-    options.native_atomic_unit = 4096;
-    writer_ = std::make_unique<AtomicWriter>(*faulty_, journal_.get(), options);
-    path_ = std::make_unique<DirectPath>(*faulty_, *writer_, 4096, 65536);
+    path_ = std::make_unique<DirectPath>(*stack_.faulty, *stack_.writer, 4096, 65536);
     model_.assign(kSize, std::byte{0});
   }
 
@@ -56,11 +43,7 @@ class DirectPathTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::unique_ptr<BackingFile> device_;
-  std::unique_ptr<FaultyDevice> faulty_;
-  std::unique_ptr<JournalFile> journal_file_;
-  std::unique_ptr<JournalWriter> journal_;
-  std::unique_ptr<AtomicWriter> writer_;
+  testing::JournaledBacking stack_{dir_, kSize};  // a 64K write goes through its journal
   std::unique_ptr<DirectPath> path_;
   std::vector<std::byte> model_;
 };
@@ -190,9 +173,9 @@ TEST_F(DirectPathTest, IoErrorsReachTheCallerAndChangeNothing) {
   std::mt19937_64 rng(5);
   write(0, random_bytes(rng, 65536));
   auto before = read(0, 65536);
-  EXPECT_GT(writer_->stats().journaled, 0u) << "a 64K write must have gone through the journal";
+  EXPECT_GT(stack_.writer->stats().journaled, 0u) << "a 64K write must have gone through the journal";
 
-  faulty_->fail_writes(1, EIO);
+  stack_.faulty->fail_writes(1, EIO);
   auto data = random_bytes(rng, 4096);  // in place (one native unit): the device write fails
   try {
     path_->write(0, data, false);
@@ -204,15 +187,15 @@ TEST_F(DirectPathTest, IoErrorsReachTheCallerAndChangeNothing) {
   EXPECT_EQ(read(0, 65536), before);
 
   // An unaligned write whose read-modify-write read fails changes nothing either.
-  faulty_->fail_reads(1, EIO);
+  stack_.faulty->fail_reads(1, EIO);
   EXPECT_THROW(path_->write(100, std::vector<std::byte>(10, std::byte{1}), false), IoError);
   EXPECT_EQ(read(0, 65536), before);
 
-  faulty_->fail_syncs(1, EIO);
+  stack_.faulty->fail_syncs(1, EIO);
   EXPECT_THROW(path_->flush(), IoError);
   EXPECT_NO_THROW(path_->flush());
 
-  faulty_->fail_writes(1, ENOSPC);
+  stack_.faulty->fail_writes(1, ENOSPC);
   try {
     path_->write(0, data, false);
     FAIL();
@@ -223,11 +206,11 @@ TEST_F(DirectPathTest, IoErrorsReachTheCallerAndChangeNothing) {
 
 TEST_F(DirectPathTest, FuaWriteSyncs) {
   // FUA must reach the device as a sync: a failing sync fails the FUA write.
-  faulty_->fail_syncs(1, EIO);
+  stack_.faulty->fail_syncs(1, EIO);
   EXPECT_THROW(path_->write(0, std::vector<std::byte>(4096), true), IoError);
-  faulty_->fail_syncs(1, EIO);
+  stack_.faulty->fail_syncs(1, EIO);
   EXPECT_NO_THROW(path_->write(0, std::vector<std::byte>(4096), false));
-  faulty_->fail_syncs(0);
+  stack_.faulty->fail_syncs(0);
 }
 
 }  // namespace
