@@ -2,6 +2,24 @@
 
 namespace untorn {
 
+CacheCounters CacheStats::snapshot() const {
+  CacheCounters c;
+  c.read_hits = read_hits;
+  c.read_misses = read_misses;
+  c.write_requests = write_requests;
+  c.writeback_bytes = writeback_bytes;
+  c.writeback_groups = writeback_groups;
+  c.writeback_batches = writeback_batches;
+  c.writeback_errors = writeback_errors;
+  c.evictions = evictions;
+  c.evicted_bytes = evicted_bytes;
+  c.throttle_waits = throttle_waits;
+  c.memory_waits = memory_waits;
+  c.readahead_bytes = readahead_bytes;
+  c.prefetch_bytes = prefetch_bytes;
+  return c;
+}
+
 std::string CacheCounters::to_string() const {
   auto kv = [](const char* k, uint64_t v) { return std::string(k) + "=" + std::to_string(v) + " "; };
   std::string s = kv("read_hits", read_hits) + kv("read_misses", read_misses) +

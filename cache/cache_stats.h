@@ -35,6 +35,9 @@ struct CacheCounters {
 class CacheStats {
  public:
   void add(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
+  // The running totals; the "now" gauges (dirty, cached, folios, journal commits) are
+  // filled in by their owners.
+  CacheCounters snapshot() const;
 
   std::atomic<uint64_t> read_hits{0}, read_misses{0}, write_requests{0};
   std::atomic<uint64_t> writeback_bytes{0}, writeback_groups{0}, writeback_batches{0};

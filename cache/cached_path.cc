@@ -47,23 +47,10 @@ void CachedPath::shutdown() {
 }
 
 CacheCounters CachedPath::counters() const {
-  CacheCounters c;
-  c.read_hits = stats_.read_hits;
-  c.read_misses = stats_.read_misses;
-  c.write_requests = stats_.write_requests;
-  c.dirty_bytes = const_cast<Writeback&>(writeback_).dirty_bytes();
-  c.cached_bytes = const_cast<FolioCache&>(cache_).used();
-  c.folios = const_cast<FolioCache&>(cache_).folio_count();
-  c.writeback_bytes = stats_.writeback_bytes;
-  c.writeback_groups = stats_.writeback_groups;
-  c.writeback_batches = stats_.writeback_batches;
-  c.writeback_errors = stats_.writeback_errors;
-  c.evictions = stats_.evictions;
-  c.evicted_bytes = stats_.evicted_bytes;
-  c.throttle_waits = stats_.throttle_waits;
-  c.memory_waits = stats_.memory_waits;
-  c.readahead_bytes = stats_.readahead_bytes;
-  c.prefetch_bytes = stats_.prefetch_bytes;
+  CacheCounters c = stats_.snapshot();
+  c.dirty_bytes = writeback_.dirty_bytes();
+  c.cached_bytes = cache_.used();
+  c.folios = cache_.folio_count();
   return c;
 }
 

@@ -99,7 +99,7 @@ class CachedPath final : public RequestPath {
   const uint32_t atomic_write_unit_max_;
   const uint32_t block_;
   const uint64_t readahead_max_;
-  mutable CacheStats stats_;
+  CacheStats stats_;
   FolioCache cache_;
   RangeLock locks_;
   Writeback writeback_;

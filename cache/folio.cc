@@ -18,10 +18,11 @@ uint64_t Folio::memory_cost() const {
 }
 
 void Folio::set(Bit bit, size_t b, size_t e, bool value) {
-  if (bit == dirty) dirty_blocks_ += value ? e - b - count(dirty, b, e) : 0;
-  if (bit == dirty && !value) dirty_blocks_ -= count(dirty, b, e);
-  if (bit == writeback) writeback_blocks_ += value ? e - b - count(writeback, b, e) : 0;
-  if (bit == writeback && !value) writeback_blocks_ -= count(writeback, b, e);
+  size_t* counter = bit == dirty ? &dirty_blocks_ : bit == writeback ? &writeback_blocks_ : nullptr;
+  if (counter) {
+    const size_t already = count(bit, b, e);
+    *counter = value ? *counter + (e - b - already) : *counter - already;
+  }
   uint64_t* w = &bits_[bit * words_];
   for (size_t i = b; i < e;) {
     const size_t shift = i % 64;

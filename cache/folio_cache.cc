@@ -120,12 +120,6 @@ std::vector<uint64_t> FolioCache::dirty_offsets(size_t max, size_t* cursor) {
   return out;
 }
 
-bool FolioCache::listed_dirty(uint64_t offset) {
-  Shard& s = shard_for(offset);
-  std::lock_guard lk(s.mutex);
-  return s.dirty.count(offset) != 0;
-}
-
 std::vector<uint64_t> FolioCache::all_dirty_offsets() {
   std::vector<uint64_t> out;
   for (Shard& s : shards_) {

@@ -59,8 +59,6 @@ class FolioCache {
   // Offsets of dirty folios, in shard order, starting after the shard cursor `*cursor`
   // (updated), at most `max` of them.
   std::vector<uint64_t> dirty_offsets(size_t max, size_t* cursor);
-  // Whether the folio at `offset` is on its shard's dirty list (tests).
-  bool listed_dirty(uint64_t offset);
   // Every dirty folio offset (for flush), ascending within each shard.
   std::vector<uint64_t> all_dirty_offsets();
 

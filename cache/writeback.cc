@@ -25,6 +25,7 @@ void Writeback::start(std::function<void()> tick) {
   if (!threads_.empty()) return;
   tick_ = std::move(tick);
   stopping_ = false;
+  running_ = true;
   for (unsigned i = 0; i < std::max(1u, options_.threads); ++i)
     threads_.emplace_back([this, i] { thread_main(i); });
 }
@@ -37,11 +38,12 @@ void Writeback::stop() {
   }
   for (std::thread& t : threads_) t.join();
   threads_.clear();
+  running_ = false;
 }
 
 void Writeback::add_dirty(int64_t bytes) {
   const uint64_t now = dirty_bytes_.fetch_add(static_cast<uint64_t>(bytes)) + static_cast<uint64_t>(bytes);
-  if (bytes > 0 && now > options_.background_bytes && !threads_.empty()) {
+  if (bytes > 0 && now > options_.background_bytes && running_) {
     std::lock_guard lk(state_mutex_);
     if (!kicked_) {
       kicked_ = true;
@@ -54,12 +56,14 @@ uint64_t Writeback::begin_batch() {
   std::lock_guard lk(state_mutex_);
   const uint64_t seq = next_seq_++;
   in_flight_.insert(seq);
+  batches_running_.fetch_add(1);
   return seq;
 }
 
 void Writeback::end_batch(uint64_t seq) {
   std::lock_guard lk(state_mutex_);
   in_flight_.erase(in_flight_.find(seq));
+  batches_running_.fetch_sub(1);
   ++completions_;
   progress_.notify_all();
 }
@@ -292,6 +296,9 @@ void Writeback::write_range(uint64_t lo, uint64_t hi, bool fua) {
 }
 
 void Writeback::wait_idle(uint64_t begin, uint64_t end) {
+  // Blocks are under writeback only inside a batch; with none running there is nothing to
+  // wait for, and none can start on this range while the caller holds it.
+  if (batches_running_.load() == 0) return;
   for (;;) {
     uint64_t seen;
     {
@@ -369,8 +376,8 @@ void Writeback::flush() {
         bytes += collect(f->offset(), f->end(), UINT64_MAX, false, ops);
       }
     } catch (const IoError& e) {  // a batch submitted early failed: report it at the end
+      // (Only an early submit throws here, and it had taken `ops` with it.)
       if (own_error.empty()) own_error = e.what();
-      ops.clear();
       end_batch(seq);
       continue;
     }

@@ -120,6 +120,8 @@ class Writeback {
   const WritebackOptions options_;
   const uint32_t block_;
   std::atomic<uint64_t> dirty_bytes_{0};
+  std::atomic<bool> running_{false};  // background threads started (read by writers)
+  std::atomic<size_t> batches_running_{0};  // in_flight_.size(), readable without the lock
 
   std::mutex collector_mutex_;
 
