@@ -338,9 +338,11 @@ void CachedPath::zero_range(uint64_t offset, uint64_t length, ZeroOptions option
   writeback_.wait_idle(b0, b1);
   uint64_t lo = widen_lo(b0), hi = widen_hi(b1);
   settle_edges(mid_b, mid_e, &lo, &hi);  // the lock is wide enough already
-  const bool has_edges = b0 != mid_b || b1 != mid_e;
+  // D2 with FUA, D3 in writethrough: the zeroed middle is durable on its own (an edge
+  // journaled below would not sync the device for it).
+  const bool durable = fua || mode_ == CacheMode::writethrough;
   // The device first: if a fast zero is refused, nothing has changed.
-  writer_.zero(mid_b, mid_e - mid_b, options, false, fua && !has_edges);
+  writer_.zero(mid_b, mid_e - mid_b, options, false, durable);
   invalidate(mid_b, mid_e);
   if (offset < mid_b) write_locked(offset, mid_b - offset, nullptr, fua, &lo, &hi);
   if (mid_e < end) write_locked(mid_e, end - mid_e, nullptr, fua, &lo, &hi);

@@ -50,7 +50,8 @@ struct Scenario {
   uint64_t device_size;
   int ops;
   bool bypass_journal;
-  uint64_t cache_size = 0;  // 0: DirectPath; else the folio cache (writeback) of this size
+  uint64_t cache_size = 0;  // 0: DirectPath; else the folio cache of this size
+  CacheMode cache_mode = CacheMode::writeback;
 };
 
 struct Op {
@@ -88,6 +89,7 @@ Recording record_workload(const Scenario& s, uint64_t seed) {
     // writers hit the dirty limit or need memory, and on flush and FUA.
     Config::Cache c;
     c.size = s.cache_size;
+    c.mode = s.cache_mode;
     c.folio_max = 64 * 1024;
     c.dirty_ratio = 50;
     path_owner = std::make_unique<CachedPath>(device, writer, c, s.L, s.A);
@@ -181,8 +183,11 @@ class Checker {
         any_flush = true;
       }
     }
+    // D3: in writethrough mode every write, zero and trim is durable when it returns.
+    const bool writethrough = s_.cache_size && s_.cache_mode == CacheMode::writethrough;
     for (size_t i = 0; i < ops_.size(); ++i)
-      durable[i] = (any_flush && ops_[i].end <= last_flush_start) || (ops_[i].fua && ops_[i].end <= cut);
+      durable[i] = (any_flush && ops_[i].end <= last_flush_start) ||
+                   ((ops_[i].fua || writethrough) && ops_[i].end <= cut);
 
     std::vector<SectorContent> content(touching_.size());
     for (size_t x = 0; x < touching_.size(); ++x) {
@@ -417,7 +422,10 @@ INSTANTIATE_TEST_SUITE_P(
         // 512K device) that eviction and throttled writeback happen during the run.
         Scenario{"cache_L4K_A64K_native4K", 4096, 65536, 4096, 0, 512 * 1024, 260, false, 256 * 1024},
         Scenario{"cache_L512_A16K_native512", 512, 16384, 512, 0, 256 * 1024, 260, false, 128 * 1024},
-        Scenario{"cache_L4K_A64K_rwf16K", 4096, 65536, 4096, 16384, 512 * 1024, 260, false, 256 * 1024}),
+        Scenario{"cache_L4K_A64K_rwf16K", 4096, 65536, 4096, 16384, 512 * 1024, 260, false, 256 * 1024},
+        // Writethrough: every op durable at its return (D3), so far fewer states are legal.
+        Scenario{"writethrough_L4K_A64K_native4K", 4096, 65536, 4096, 0, 512 * 1024, 260, false,
+                 256 * 1024, CacheMode::writethrough}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Negative control: the same workload and checker with the journal bypassed must find torn
