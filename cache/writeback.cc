@@ -69,7 +69,6 @@ void Writeback::end_batch(uint64_t seq) {
 }
 
 void Writeback::record_error(const std::string& message) {
-  stats_.add(stats_.writeback_errors);
   std::lock_guard lk(state_mutex_);
   if (error_.empty()) error_ = message;
 }
@@ -221,7 +220,7 @@ uint64_t Writeback::collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool e
   return bytes;
 }
 
-void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua) {
+void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool for_request) {
   struct EndBatch {
     Writeback* w;
     uint64_t seq;
@@ -277,7 +276,10 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua) {
   stats_.add(stats_.writeback_groups, ops.size());
   stats_.add(stats_.writeback_batches);
   if (!first_error.empty()) {
-    record_error(first_error);
+    // A request's own write-through fails that request; the next flush retries what stays
+    // dirty. Writeback no request waits for is reported by the next flush (R1).
+    stats_.add(stats_.writeback_errors);
+    if (!for_request) record_error(first_error);
     log_warning("writeback failed, the data stays dirty: " + first_error);
     throw IoError(EIO, "writeback failed: " + first_error);
   }
@@ -292,7 +294,7 @@ void Writeback::write_range(uint64_t lo, uint64_t hi, bool fua) {
     end_batch(seq);
     throw;
   }
-  submit(ops, seq, fua);
+  submit(ops, seq, fua, /*for_request=*/true);
 }
 
 void Writeback::wait_idle(uint64_t begin, uint64_t end) {
@@ -332,7 +334,7 @@ RangeLock::Guard Writeback::lock_for_collect(const Folio& f, std::vector<Op>& op
     std::vector<Op> ready;
     ready.swap(ops);
     const uint64_t done = std::exchange(*seq, begin_batch());
-    submit(ready, done, false);
+    submit(ready, done, false, false);
   }
   return locks_.lock(from, length, RangeLock::Mode::shared);
 }
@@ -356,7 +358,7 @@ uint64_t Writeback::write_some(uint64_t max_bytes, bool expired_only) {
     end_batch(seq);
     throw;
   }
-  submit(ops, seq, false);
+  submit(ops, seq, false, false);
   return total;
 }
 
@@ -382,7 +384,7 @@ void Writeback::flush() {
       continue;
     }
     try {
-      submit(ops, seq, false);
+      submit(ops, seq, false, false);
     } catch (const IoError& e) {
       if (own_error.empty()) own_error = e.what();
     }

@@ -12,7 +12,8 @@
 // are all dirty moves dirty -> writeback; its bytes then stay stable (writers wait for
 // writeback to clear) and the I/O runs with no lock held. Success clears writeback (and
 // the group bits); failure turns the blocks dirty again with their groups intact, and
-// the next flush() fails with EIO (R1).
+// the next flush() fails with EIO (R1) unless a request waiting for that write-through got
+// the error itself (write_range: FUA, writethrough, uncached, settling).
 // dirty_bytes() counts blocks dirty or under writeback. Lock order: range lock, collector
 // mutex, shard mutex, folio mutex, state mutex.
 #pragma once
@@ -102,8 +103,9 @@ class Writeback {
   uint64_t collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool expired_only,
                    std::vector<Op>& ops);
   void add_op(std::vector<Op>& ops, std::vector<Piece> pieces, bool atomic);
-  // Writes ops (registered as batch `seq`) and completes them; throws on failure.
-  void submit(std::vector<Op>& ops, uint64_t seq, bool fua);
+  // Writes ops (registered as batch `seq`) and completes them; throws on failure. A
+  // failure is kept for the next flush unless `for_request` (a request that fails with it).
+  void submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool for_request);
   // Takes the range lock for collecting from `f` into `ops` (batch *seq): when it is
   // held by someone else, the ops collected so far are submitted first (a writer holding
   // it may be waiting for them), and a new batch begins.

@@ -332,6 +332,26 @@ TEST_F(CachedPathTest, FailedWritebackKeepsDataDirtyAndFailsTheNextFlush) {
   EXPECT_EQ(device_bytes(0, data.size()), data);
 }
 
+// R1 in writethrough: the failed write reaches the client as EIO, nothing stays dirty, and
+// the range is read from the device again (not served from the folio that failed).
+TEST_F(CachedPathTest, FailedWritethroughFailsTheRequestAndDropsTheRange) {
+  open({.mode = CacheMode::writethrough, .background = false});
+  auto before = pattern(65536, 11);
+  path_->write(0, before, false);
+  faulty_->fail_writes(100);
+  try {
+    path_->write(0, pattern(65536, 12), false);
+    FAIL() << "the write should fail";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.err(), EIO);
+  }
+  faulty_->fail_writes(0);
+  EXPECT_EQ(path_->counters().dirty_bytes, 0u);
+  EXPECT_EQ(read(0, 65536), device_bytes(0, 65536));
+  EXPECT_EQ(read(0, 65536), before);
+  path_->flush();  // nothing left over to fail
+}
+
 TEST_F(CachedPathTest, ReadErrorReachesTheClientAndLeavesNothingBehind) {
   open({.background = false});
   faulty_->fail_reads(1);
