@@ -8,7 +8,7 @@ profile=${1:-test}
 build_pkgs=(meson ninja-build g++ pkg-config nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
             libaio-dev libyaml-cpp-dev)
 test_pkgs=(libgtest-dev libgmock-dev)
-bench_pkgs=(fio libnbd-bin)
+bench_pkgs=(fio libnbd-bin gnuplot-nox)
 
 case $profile in
   build) wanted=("${build_pkgs[@]}") ;;

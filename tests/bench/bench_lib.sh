@@ -1,7 +1,8 @@
 # tests/bench/bench_lib.sh — shared by the benchmark scripts (sourced, not run).
 # bench_setup: installs fio if missing, builds, makes $bench_dir (removed on exit).
 # bench_run NAME nbdkit-args...: serves NAME on a unix socket (untorn-listen), runs fio's
-#   nbd engine with $fio_args, records "NAME IOPS KiB/s" in $bench_results.
+#   nbd engine with $fio_args (after $fio_warm_args, when set, as an unmeasured first pass),
+#   records "NAME IOPS KiB/s PEAK_RSS_KiB" in $bench_results.
 # bench_table BASELINE: prints IOPS, MiB/s and BASELINE's IOPS over each target's.
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bench_results=()
@@ -29,24 +30,34 @@ bench_run() {
   bench_pid=$SRV_PID
   read -r _ _ <&"${SRV[0]}"
   local out
+  if [ -n "${fio_warm_args+x}" ] && [ ${#fio_warm_args[@]} -gt 0 ]; then
+    fio --name="$name-warm" --ioengine=nbd --uri="nbd+unix:///?socket=$sock" "${fio_warm_args[@]}" \
+        --minimal >/dev/null 2>"$bench_dir/$name.warm.err" \
+      || { cat "$bench_dir/$name.warm.err" "$bench_dir/$name.log" >&2; exit 1; }
+  fi
   # shellcheck disable=SC2154
   out=$(fio --name="$name" --ioengine=nbd --uri="nbd+unix:///?socket=$sock" "${fio_args[@]}" \
             --minimal 2>"$bench_dir/$name.fio.err") \
     || { cat "$bench_dir/$name.fio.err" "$bench_dir/$name.log" >&2; exit 1; }
+  # Peak RSS of the server (untorn-listen execs nbdkit, so the pid is nbdkit's).
+  local rss
+  rss=$(awk '/^VmHWM:/ { print $2 }' "/proc/$bench_pid/status" 2>/dev/null || echo 0)
   kill "$bench_pid"; wait "$bench_pid" 2>/dev/null || true; bench_pid=""
-  # terse v3 line (fio also prints "connected" lines): 7/8 read KiB/s / IOPS, 48/49 write
-  bench_results+=("$(echo "$out" | awk -F';' -v n="$name" '$1 == "3" { printf "%s %d %d\n", n, $8 + $49, $7 + $48 }')")
+  # terse v3 lines, one per job (fio also prints "connected" lines): 7/8 read KiB/s / IOPS,
+  # 48/49 write; jobs are summed.
+  bench_results+=("$(echo "$out" | awk -F';' -v n="$name" -v r="${rss:-0}" \
+    '$1 == "3" { iops += $8 + $49; bw += $7 + $48 } END { printf "%s %d %d %d\n", n, iops, bw, r }')")
 }
 
 bench_table() {
   local base=$1 base_iops=""
   for r in "${bench_results[@]}"; do
-    read -r name iops _ <<<"$r"
+    read -r name iops _ _ <<<"$r"
     [ "$name" = "$base" ] && base_iops=$iops
   done
   printf '%-22s %10s %10s %14s\n' target IOPS MiB/s "$base/target"
   for r in "${bench_results[@]}"; do
-    read -r name iops bw <<<"$r"
+    read -r name iops bw _ <<<"$r"
     printf '%-22s %10d %10.1f %14s\n' "$name" "$iops" "$(awk -v b="$bw" 'BEGIN{print b/1024}')" \
       "$(awk -v u="$base_iops" -v t="$iops" 'BEGIN { printf (t > 0 ? "%.2f" : "n/a"), u / t }')"
   done
