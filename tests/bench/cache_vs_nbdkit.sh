@@ -94,7 +94,9 @@ fi
 
 if command -v gnuplot >/dev/null; then
   gnuplot <<EOF
-set terminal pngcairo size 1400,600 noenhanced
+set terminal pngcairo size 1400,700 noenhanced
+set bmargin 12
+set rmargin 12
 set output "$out/cache_bench.png"
 set title "untorn IOPS / target IOPS (1.0 = equal)"
 set style data histograms

@@ -355,6 +355,22 @@ TEST_F(IntegrationTest, JournalOfAnotherBackingFileIsRefused) {
   EXPECT_EQ(std::filesystem::file_size(dir_.file("disk.img.journal")), journal_before);
 }
 
+// Observability: -D untorn.stats=1 logs the cache's counters at exit (and every 10 s).
+TEST_F(IntegrationTest, StatsFlagLogsTheCacheCountersAtExit) {
+  start({"-Duntorn.stats=1", "device.native_atomic_unit=4096"});  // the 64K write is journaled
+  {
+    auto h = connect();
+    std::vector<char> data(65536, 's');
+    ASSERT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 0, 0), 0) << nbd_get_error();
+    pread_ok(h.get(), data.data(), 4096, 0);
+    ASSERT_EQ(nbd_flush(h.get(), 0), 0) << nbd_get_error();
+  }
+  server_->stop();
+  EXPECT_THAT(server_->stderr_text(),
+              AllOf(HasSubstr("stats at exit: read_hits=1 read_misses=0 write_requests=1"),
+                    HasSubstr("writeback_bytes=65536"), HasSubstr("journal_commits=1")));
+}
+
 TEST_F(IntegrationTest, RestartAfterKillReplaysTheJournal) {
   start({"device.native_atomic_unit=4096"});
   std::vector<char> data(65536);

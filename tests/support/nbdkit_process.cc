@@ -43,9 +43,13 @@ void NbdkitProcess::start() {
     throw std::runtime_error("bind/listen " + socket_ + ": " + std::strerror(errno));
 
   // Everything the child needs is built before fork: only async-signal-safe calls after.
-  std::vector<std::string> argv_s = {"nbdkit", "-f", "--exit-with-parent", plugin_path()};
-  if (const char* v = std::getenv("UNTORN_NBDKIT_VERBOSE"); v && *v == '1') argv_s.insert(argv_s.begin() + 1, "-v");
-  for (const auto& a : args_) argv_s.push_back(a);
+  std::vector<std::string> argv_s = {"nbdkit", "-f", "--exit-with-parent"};
+  if (const char* v = std::getenv("UNTORN_NBDKIT_VERBOSE"); v && *v == '1') argv_s.push_back("-v");
+  for (const auto& a : args_)  // nbdkit's own options go before the plugin
+    if (a.starts_with("-")) argv_s.push_back(a);
+  argv_s.push_back(plugin_path());
+  for (const auto& a : args_)
+    if (!a.starts_with("-")) argv_s.push_back(a);
   std::vector<char*> argv;
   for (auto& s : argv_s) argv.push_back(s.data());
   argv.push_back(nullptr);

@@ -20,7 +20,9 @@ namespace untorn::testing {
 
 class NbdkitProcess {
  public:
-  // `args` are the plugin's key=value parameters; `dir` holds the socket and the log.
+  // `args` are the plugin's key=value parameters, and nbdkit options (those starting with
+  // "-", such as "-D", "untorn.stats=1" as one "-Duntorn.stats=1"); `dir` holds the socket
+  // and the log.
   NbdkitProcess(std::string dir, std::vector<std::string> args);
   ~NbdkitProcess();
   NbdkitProcess(const NbdkitProcess&) = delete;
