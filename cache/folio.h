@@ -1,6 +1,6 @@
 // cache/folio.h — one cache unit: a naturally aligned, power-of-two run of blocks.
 //
-// Owns its page-aligned data (usable for O_DIRECT as it is) and five per-block bitmaps:
+// Owns its page-aligned data (from FolioMemory; usable for O_DIRECT as it is) and five per-block bitmaps:
 //   uptodate  the block's bytes are the device's current contents (or newer);
 //   dirty     newer than the device, waiting for writeback (implies uptodate);
 //   writeback being written to the device now; never also dirty; its bytes are stable:
@@ -24,7 +24,7 @@
 #include <mutex>
 #include <span>
 
-#include "device/aligned_buffer.h"
+#include "cache/folio_memory.h"
 
 namespace untorn {
 
@@ -44,8 +44,8 @@ class Folio {
   // Index of the block holding device offset `at` (which must lie in this folio).
   size_t block_of(uint64_t at) const { return static_cast<size_t>((at - offset_) / block_); }
   uint64_t block_offset(size_t i) const { return offset_ + uint64_t{i} * block_; }
-  std::byte* data() { return data_.data(); }
-  std::byte* block_data(size_t i) { return data_.data() + size_t{i} * block_; }
+  std::byte* data() { return data_.get(); }
+  std::byte* block_data(size_t i) { return data_.get() + size_t{i} * block_; }
   // Bytes this folio costs the memory budget: data, bitmaps and bookkeeping.
   uint64_t memory_cost() const;
 
@@ -73,7 +73,7 @@ class Folio {
   const uint32_t size_;
   const uint32_t block_;
   const size_t words_;  // per bitmap
-  AlignedBuffer data_;
+  FolioMemory::Block data_;
   std::mutex mutex_;
   std::unique_ptr<uint64_t[]> bits_;
   size_t dirty_blocks_ = 0;

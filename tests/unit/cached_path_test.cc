@@ -46,6 +46,19 @@ TEST(FolioTest, BitmapsTrackCountsAcrossWords) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(f.data()) % 4096, 0u);  // O_DIRECT-ready
 }
 
+TEST(FolioMemoryTest, BlocksArePageAlignedAndSmallOnesAreReused) {
+  std::vector<FolioMemory::Block> blocks;
+  for (size_t size : {512u, 4096u, 8192u, 32768u, 65536u, 2u << 20}) {
+    blocks.push_back(FolioMemory::allocate(size));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(blocks.back().get()) % 4096, 0u) << size;
+    std::memset(blocks.back().get(), 0xab, std::max<size_t>(size, 4096));  // all of it is ours
+  }
+  EXPECT_EQ(FolioMemory::footprint(512), 4096u);
+  std::byte* freed = blocks[1].get();
+  blocks[1].reset();
+  EXPECT_EQ(FolioMemory::allocate(4096).get(), freed);  // the 4K list hands it out again
+}
+
 TEST(FolioCacheTest, FolioSizeFollowsTheRequestAndNeverOverlaps) {
   CacheStats stats;
   FolioCache cache(64 << 20, 4096, 2 << 20, 64 << 20, stats);
