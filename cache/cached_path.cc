@@ -238,7 +238,7 @@ std::vector<FolioCache::Ref> CachedPath::copy_in(uint64_t offset, uint64_t lengt
       if (became_dirty) f->dirtied_at = std::chrono::steady_clock::now();
     }
     // Always (not only when the folio turned dirty here): another writer that dirtied it
-    // first may not have registered it yet, and this write may be flushed before it does.
+    // first may not have listed it yet, and this write may be flushed before it does.
     cache_.mark_dirty(*f);
     pos = to;
   }

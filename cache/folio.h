@@ -63,6 +63,11 @@ class Folio {
   // Set when the folio went from clean to dirty (for cache.dirty_expire).
   std::chrono::steady_clock::time_point dirtied_at;
 
+  // Whether the folio is on its shard's dirty list. Changed under the shard mutex and
+  // (to false) also under mutex(); a writer that set dirty bits and then reads true knows
+  // the folio stays listed until those bits are written back.
+  std::atomic<bool> listed_dirty{false};
+
   // CLOCK: set on every hit, cleared by the eviction hand.
   std::atomic<bool> referenced{false};
 

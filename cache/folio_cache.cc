@@ -92,16 +92,21 @@ bool FolioCache::drop_if_clean(Ref& folio) {
 }
 
 void FolioCache::mark_dirty(Folio& folio) {
+  if (folio.listed_dirty.load()) return;  // stays listed while it has dirty blocks
   Shard& s = shard_for(folio.offset());
   std::lock_guard lk(s.mutex);
   s.dirty.insert(folio.offset());
+  folio.listed_dirty.store(true);
 }
 
 void FolioCache::mark_clean(Folio& folio) {
   Shard& s = shard_for(folio.offset());
   std::lock_guard lk(s.mutex);
   std::lock_guard fl(folio.mutex());
-  if (folio.dirty_blocks() == 0) s.dirty.erase(folio.offset());
+  if (folio.dirty_blocks() == 0) {
+    s.dirty.erase(folio.offset());
+    folio.listed_dirty.store(false);
+  }
 }
 
 std::vector<uint64_t> FolioCache::dirty_offsets(size_t max, size_t* cursor) {

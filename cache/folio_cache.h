@@ -52,8 +52,9 @@ class FolioCache {
   // Drops `folio` from the index if it is clean and `folio` is the only other reference.
   bool drop_if_clean(Ref& folio);
 
-  // Dirty tracking: call mark_dirty after a folio gained dirty blocks, mark_clean after it
-  // may have lost its last ones (it re-checks under the locks).
+  // Dirty tracking: call mark_dirty after a folio gained dirty blocks (every time: a
+  // folio already listed costs one atomic load), mark_clean after it may have lost its
+  // last ones (it re-checks under the locks).
   void mark_dirty(Folio& folio);
   void mark_clean(Folio& folio);
   // Offsets of dirty folios, in shard order, starting after the shard cursor `*cursor`

@@ -1,6 +1,7 @@
 #include "device/journal_writer.h"
 
 #include <array>
+#include <memory>
 
 #include "util/io_error.h"
 
@@ -20,7 +21,9 @@ JournalWriter::JournalWriter(JournalFile& file, journal::Header header)
 void JournalWriter::write_batch(std::vector<Pending*>& batch, uint64_t at) {
   size_t total = 0;
   for (Pending* p : batch) total += journal::kRecordHeaderSize + p->data.size();
-  std::vector<std::byte> buffer(total);
+  // Every byte is written below: no zero-fill of what may be many megabytes.
+  auto storage = std::make_unique_for_overwrite<std::byte[]>(total);
+  std::span<std::byte> buffer(storage.get(), total);
   size_t pos = 0;
   for (Pending* p : batch) {
     std::span<std::byte, journal::kRecordHeaderSize> head(buffer.data() + pos, journal::kRecordHeaderSize);
