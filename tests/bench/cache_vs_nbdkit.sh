@@ -3,7 +3,11 @@
 # in one run (fio's nbd engine, unix sockets). Sections:
 #   rand4k-write-Nc / rand4k-read-Nc  4K random writes, and random reads after one warming
 #       sequential read pass; QD32 in total over N = 1 and 4 connections; 1 GiB working set;
-#       untorn with cache.size=2G. Anchors: nbdkit memory, nbdkit file, nbdkit --filter=cache file.
+#       untorn with cache.size=2G and dirty limits that hold the working set
+#       (dirty_background_ratio=75, dirty_ratio=80, dirty_expire=60s: no writeback during
+#       the run, as the working set fits); for writes also untorn-default-dirty, the
+#       default limits (10 %, 40 %, 5 s), where background writeback of 4K random blocks
+#       runs all along. Anchors: nbdkit memory, nbdkit file, nbdkit --filter=cache file.
 #   seq1m  1M sequential writes of 4 GiB through a 512 MiB cache, QD32, then FLUSH (fio's
 #       end_fsync). Anchors: fio writing a file directly (libaio, O_DIRECT), nbdkit memory.
 #   atomic64k  64K atomic-eligible random writes over 2 GiB through a 256 MiB cache, so
@@ -61,7 +65,12 @@ for rw in randwrite randread; do
     [ "$rw" = randread ] && fio_warm_args=(--rw=read --bs=1M --iodepth=8 --size=1G)
     rm -f "$bench_dir"/*.img "$bench_dir"/*.journal
     truncate -s 1G "$bench_dir/file.img" "$bench_dir/cached.img"
-    bench_run untorn "$plugin" backing.path="$bench_dir/untorn.img" backing.size=1G cache.size=2G
+    bench_run untorn "$plugin" backing.path="$bench_dir/untorn.img" backing.size=1G cache.size=2G \
+      cache.dirty_background_ratio=75 cache.dirty_ratio=80 cache.dirty_expire=60s
+    if [ "$rw" = randwrite ]; then
+      rm -f "$bench_dir/untorn.img" "$bench_dir/untorn.img.journal"
+      bench_run untorn-default-dirty "$plugin" backing.path="$bench_dir/untorn.img" backing.size=1G cache.size=2G
+    fi
     bench_run nbdkit-memory memory 1G
     bench_run nbdkit-file file "$bench_dir/file.img"
     bench_run nbdkit-cache-filter --filter=cache file "$bench_dir/cached.img"
