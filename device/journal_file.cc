@@ -3,9 +3,13 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
+#include <vector>
 #include <filesystem>
 
 #include "util/io_error.h"
@@ -63,6 +67,37 @@ void PosixJournalFile::write(uint64_t offset, std::span<const std::byte> src) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw IoError::from_errno(errno, "write of journal " + path_);
     done += static_cast<size_t>(n);
+  }
+}
+
+void JournalFile::write_gather(uint64_t offset, std::span<const std::span<const std::byte>> pieces) {
+  for (const auto& piece : pieces) {
+    write(offset, piece);
+    offset += piece.size();
+  }
+}
+
+void PosixJournalFile::write_gather(uint64_t offset,
+                                    std::span<const std::span<const std::byte>> pieces) {
+  std::vector<iovec> iov;
+  iov.reserve(pieces.size());
+  for (const auto& piece : pieces)
+    if (!piece.empty()) iov.push_back({const_cast<std::byte*>(piece.data()), piece.size()});
+  size_t first = 0;  // iov[first..] is what is left to write
+  while (first < iov.size()) {
+    const int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
+    ssize_t n = pwritev(fd_, iov.data() + first, count, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw IoError::from_errno(errno, "write of journal " + path_);
+    offset += static_cast<uint64_t>(n);
+    // Drop what was written; a short write leaves the rest of a piece in place.
+    for (auto left = static_cast<size_t>(n); left > 0;) {
+      const size_t take = std::min(left, iov[first].iov_len);
+      iov[first].iov_base = static_cast<std::byte*>(iov[first].iov_base) + take;
+      iov[first].iov_len -= take;
+      left -= take;
+      if (iov[first].iov_len == 0) ++first;
+    }
   }
 }
 

@@ -20,6 +20,9 @@ class JournalFile {
   // Reads up to dst.size() bytes; returns fewer only at end of file.
   virtual size_t read(uint64_t offset, std::span<std::byte> dst) = 0;
   virtual void write(uint64_t offset, std::span<const std::byte> src) = 0;
+  // Writes `pieces` one after another from `offset`, as if joined (no copy into one
+  // buffer). Not atomic, like write(). The default writes them one by one.
+  virtual void write_gather(uint64_t offset, std::span<const std::span<const std::byte>> pieces);
   virtual void truncate(uint64_t size) = 0;
   virtual void sync() = 0;
   // st_ino / st_dev of the backing file are not the journal's business; this names the
@@ -38,6 +41,7 @@ class PosixJournalFile final : public JournalFile {
   uint64_t size() override;
   size_t read(uint64_t offset, std::span<std::byte> dst) override;
   void write(uint64_t offset, std::span<const std::byte> src) override;
+  void write_gather(uint64_t offset, std::span<const std::span<const std::byte>> pieces) override;
   void truncate(uint64_t size) override;
   void sync() override;
   const std::string& name() const override { return path_; }

@@ -1,7 +1,6 @@
 #include "device/journal_writer.h"
 
 #include <array>
-#include <memory>
 
 #include "util/io_error.h"
 
@@ -19,20 +18,17 @@ JournalWriter::JournalWriter(JournalFile& file, journal::Header header)
     : file_(file), header_(header) {}
 
 void JournalWriter::write_batch(std::vector<Pending*>& batch, uint64_t at) {
-  size_t total = 0;
-  for (Pending* p : batch) total += journal::kRecordHeaderSize + p->data.size();
-  // Every byte is written below: no zero-fill of what may be many megabytes.
-  auto storage = std::make_unique_for_overwrite<std::byte[]>(total);
-  std::span<std::byte> buffer(storage.get(), total);
-  size_t pos = 0;
-  for (Pending* p : batch) {
-    std::span<std::byte, journal::kRecordHeaderSize> head(buffer.data() + pos, journal::kRecordHeaderSize);
-    journal::encode_record_header(p->header, p->data, head);
-    if (!p->data.empty())
-      std::memcpy(buffer.data() + pos + journal::kRecordHeaderSize, p->data.data(), p->data.size());
-    pos += journal::kRecordHeaderSize + p->data.size();
+  // One gathered append: each record's header, then its payload straight from the caller
+  // (no copy of the data into one buffer).
+  std::vector<std::array<std::byte, journal::kRecordHeaderSize>> headers(batch.size());
+  std::vector<std::span<const std::byte>> pieces;
+  pieces.reserve(2 * batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    journal::encode_record_header(batch[i]->header, batch[i]->data, headers[i]);
+    pieces.emplace_back(headers[i]);
+    if (!batch[i]->data.empty()) pieces.push_back(batch[i]->data);
   }
-  file_.write(at, buffer);
+  file_.write_gather(at, pieces);
   file_.sync();
 }
 

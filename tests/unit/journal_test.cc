@@ -226,3 +226,28 @@ TEST_F(JournalTest, NotAJournalIsRefusedAndLeftAlone) {
 
 }  // namespace
 }  // namespace untorn
+
+namespace untorn {
+namespace {
+
+// A gathered append of more pieces than one pwritev takes (IOV_MAX) lands whole, in order.
+TEST(PosixJournalFileTest, WriteGatherWritesManyPiecesInOrder) {
+  untorn::testing::TempDir dir;
+  auto file = PosixJournalFile::open(dir.file("j"));
+  std::vector<std::vector<std::byte>> storage;
+  std::vector<std::span<const std::byte>> pieces;
+  std::vector<std::byte> expect;
+  for (size_t i = 0; i < 3000; ++i) {
+    storage.emplace_back(1 + i % 7, static_cast<std::byte>(i));
+    expect.insert(expect.end(), storage.back().begin(), storage.back().end());
+  }
+  for (const auto& s : storage) pieces.emplace_back(s);
+  pieces.emplace_back();  // an empty piece is skipped
+  file->write_gather(100, pieces);
+  std::vector<std::byte> got(expect.size());
+  ASSERT_EQ(file->read(100, got), got.size());
+  EXPECT_EQ(got, expect);
+}
+
+}  // namespace
+}  // namespace untorn
