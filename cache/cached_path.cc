@@ -59,10 +59,9 @@ void CachedPath::make_room(uint64_t bytes) {
   stats_.add(stats_.memory_waits);
   for (;;) {
     if (cache_.evict_to_fit(bytes)) return;
-    if (writeback_.write_some(writeback_.options().batch_bytes, false) > 0) continue;
     // Nothing clean to evict and nothing to write back: what is left is in use by
     // requests in flight. Go over budget by this request rather than wait for them.
-    if (!writeback_.wait_for_progress()) return;
+    if (!writeback_.help_or_wait()) return;
   }
 }
 

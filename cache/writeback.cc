@@ -402,10 +402,15 @@ void Writeback::flush() {
 void Writeback::throttle() {
   if (dirty_bytes() <= options_.dirty_limit) return;
   stats_.add(stats_.throttle_waits);
-  while (dirty_bytes() > options_.dirty_limit) {
-    if (write_some(options_.batch_bytes, false) > 0) continue;
-    if (!wait_for_progress()) return;  // nothing to take and nothing running: let it pass
-  }
+  while (dirty_bytes() > options_.dirty_limit)
+    if (!help_or_wait()) return;  // nothing to take and nothing running: let it pass
+}
+
+bool Writeback::help_or_wait() {
+  // One writer at a time writes back; the others wait for it (each writing its own batch
+  // would hold a batch of memory apiece and fight over the disk).
+  if (wait_for_progress()) return true;
+  return write_some(options_.batch_bytes, false) > 0 || wait_for_progress();
 }
 
 bool Writeback::wait_for_progress() {

@@ -82,6 +82,9 @@ class Writeback {
   void throttle();
   // Waits for some writeback batch to finish; false at once if none is running.
   bool wait_for_progress();
+  // For a request short of memory or over the dirty limit: waits for a running batch, or
+  // with none running writes one itself. False when nothing is running or left to take.
+  bool help_or_wait();
 
  private:
   struct Piece {
