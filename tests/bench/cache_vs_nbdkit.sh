@@ -30,6 +30,7 @@ while [ $# -gt 0 ]; do
 done
 bench_setup
 plugin="$repo/build/plugin/nbdkit-untorn-plugin.so"
+mkdir -p "$out"
 tsv="$out/cache_bench.tsv"
 printf 'section\ttarget\tiops\tmibs\tpeak_rss_mib\tuntorn_over_target\n' >"$tsv"
 
