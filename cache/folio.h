@@ -28,7 +28,7 @@
 
 namespace untorn {
 
-class Folio {
+class Folio : public std::enable_shared_from_this<Folio> {
  public:
   enum Bit { uptodate = 0, dirty, writeback, joined, atomic, kBits };
 

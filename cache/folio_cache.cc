@@ -13,10 +13,33 @@ FolioCache::FolioCache(uint64_t device_size, uint32_t block_size, uint64_t folio
       stats_(stats) {}
 
 FolioCache::Ref FolioCache::lookup_locked(Shard& s, uint64_t offset) {
-  auto it = s.folios.upper_bound(offset);
-  if (it == s.folios.begin()) return nullptr;
-  --it;
-  return offset < it->second->end() ? it->second : nullptr;
+  auto it = s.regions.find(offset / folio_max_);
+  if (it == s.regions.end()) return nullptr;
+  Folio* f = it->second.slots[(offset % folio_max_) / block_];
+  return f ? f->shared_from_this() : nullptr;
+}
+
+void FolioCache::index_locked(Shard& s, const Ref& f) {
+  s.folios.emplace(f->offset(), f);
+  Region& r = s.regions[f->offset() / folio_max_];
+  if (r.slots.empty()) r.slots.assign(folio_max_ / block_, nullptr);
+  const size_t first = (f->offset() % folio_max_) / block_;
+  std::fill_n(r.slots.begin() + static_cast<ptrdiff_t>(first), f->blocks(), f.get());
+  ++r.folios;
+  used_.fetch_add(f->memory_cost(), std::memory_order_relaxed);
+  folios_.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::map<uint64_t, FolioCache::Ref>::iterator FolioCache::unindex_locked(
+    Shard& s, std::map<uint64_t, Ref>::iterator it) {
+  const Folio& f = *it->second;
+  auto r = s.regions.find(f.offset() / folio_max_);
+  const size_t first = (f.offset() % folio_max_) / block_;
+  std::fill_n(r->second.slots.begin() + static_cast<ptrdiff_t>(first), f.blocks(), nullptr);
+  if (--r->second.folios == 0) s.regions.erase(r);
+  used_.fetch_sub(f.memory_cost(), std::memory_order_relaxed);
+  folios_.fetch_sub(1, std::memory_order_relaxed);
+  return s.folios.erase(it);
 }
 
 FolioCache::Ref FolioCache::find(uint64_t offset, bool touch) {
@@ -67,9 +90,7 @@ FolioCache::Ref FolioCache::find_or_create(uint64_t offset, uint64_t lo, uint64_
     start = offset / size * size;
   }
   auto f = std::make_shared<Folio>(start, static_cast<uint32_t>(size), block_);
-  s.folios.emplace(start, f);
-  used_.fetch_add(f->memory_cost(), std::memory_order_relaxed);
-  folios_.fetch_add(1, std::memory_order_relaxed);
+  index_locked(s, f);
   *created = true;
   return f;
 }
@@ -84,9 +105,7 @@ bool FolioCache::drop_if_clean(Ref& folio) {
   }
   auto it = s.folios.find(folio->offset());
   if (it == s.folios.end() || it->second != folio) return false;
-  s.folios.erase(it);
-  used_.fetch_sub(folio->memory_cost(), std::memory_order_relaxed);
-  folios_.fetch_sub(1, std::memory_order_relaxed);
+  unindex_locked(s, it);
   folio.reset();
   return true;
 }
@@ -156,13 +175,10 @@ uint64_t FolioCache::sweep(Shard& s, size_t budget, uint64_t want) {
       ++it;
       continue;
     }
-    const uint64_t cost = f.memory_cost();
-    freed += cost;
-    used_.fetch_sub(cost, std::memory_order_relaxed);
-    folios_.fetch_sub(1, std::memory_order_relaxed);
+    freed += f.memory_cost();
     stats_.add(stats_.evictions);
     stats_.add(stats_.evicted_bytes, f.size());
-    it = s.folios.erase(it);
+    it = unindex_locked(s, it);
   }
   s.hand = it == s.folios.end() ? 0 : it->first;
   return freed;
