@@ -151,7 +151,13 @@ void AtomicWriter::write_out(std::span<BatchWrite> writes) {
     add_in_place(requests, w.offset, w.data);
   }
   first_request.push_back(requests.size());
-  device_.write_batch(requests);
+  if (options_.unsafe_split_writes) {
+    // Test only: the pieces go out one after another, as a device without atomic writes
+    // would tear them, so a kill can land between any two.
+    for (WriteRequest& r : requests) device_.write_batch({&r, 1});
+  } else {
+    device_.write_batch(requests);
+  }
   for (size_t i = 0; i < writes.size(); ++i) {
     BatchWrite& w = writes[i];
     if (w.error) continue;

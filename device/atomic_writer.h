@@ -36,7 +36,7 @@ struct AtomicWriterOptions {
   uint64_t checkpoint_bytes = uint64_t{64} << 20;
   // Test-only negative controls (never set by a user config; see README "Testing"):
   bool unsafe_bypass_journal = false;   // act as if every write were safe in place
-  uint32_t unsafe_split_writes = 0;     // issue in-place writes in pieces of this size
+  uint32_t unsafe_split_writes = 0;     // issue in-place writes in pieces of this size, one after another
 };
 
 class AtomicWriter {
