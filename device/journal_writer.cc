@@ -14,6 +14,13 @@ void write_journal_header(JournalFile& file, const journal::Header& header) {
   file.sync();
 }
 
+void rewrite_journal_header(JournalFile& file, const journal::Header& header) {
+  std::array<std::byte, journal::kHeaderSize> block;
+  journal::encode_header(header, block);
+  file.write(0, block);
+  file.sync();
+}
+
 JournalWriter::JournalWriter(JournalFile& file, journal::Header header)
     : file_(file), header_(header) {}
 
@@ -107,7 +114,11 @@ void JournalWriter::reset() {
   std::lock_guard lk(mutex_);
   journal::Header next = header_;
   ++next.epoch;
-  write_journal_header(file_, next);
+  // The space stays: records are overwritten in place from the start (a truncate here made
+  // every append after a checkpoint allocate blocks again, so each journal sync was also a
+  // filesystem metadata commit). What is left of the old epoch is never replayed: the
+  // reader stops at the first record whose epoch is not the header's.
+  rewrite_journal_header(file_, next);
   header_ = next;
   tail_ = journal::kHeaderSize;
   next_sequence_ = 1;

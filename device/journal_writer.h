@@ -43,7 +43,8 @@ class JournalWriter {
   // them is durable: a failed batch is rewound whole).
   void commit_batch(std::span<const Record> records);
 
-  // New epoch: header rewritten, file truncated to the header, fdatasync.
+  // New epoch: header rewritten and made durable; the file keeps its length and the next
+  // records overwrite the old epoch's from the start.
   void reset();
 
   uint64_t record_bytes() const;   // bytes of records in the current epoch
@@ -74,7 +75,11 @@ class JournalWriter {
   uint64_t records_ = 0;
 };
 
-// Writes a fresh header for `header` and truncates after it, durably.
+// Writes a fresh header for `header` and truncates after it, durably (a new journal, or
+// one recovery has just replayed).
 void write_journal_header(JournalFile& file, const journal::Header& header);
+// Overwrites the header with `header` durably and keeps the file's length, so the records'
+// blocks are reused (a checkpoint's reset).
+void rewrite_journal_header(JournalFile& file, const journal::Header& header);
 
 }  // namespace untorn

@@ -83,22 +83,33 @@ TEST_F(JournalTest, ReaderStopsAtTornOrCorruptTail) {
   EXPECT_STREQ(why, "torn record payload at end of journal");
 }
 
-TEST_F(JournalTest, ResetMakesOldRecordsInvisible) {
+TEST_F(JournalTest, ResetMakesOldRecordsInvisibleAndReusesTheirSpace) {
   MemoryJournalFile file;
   journal::Header h{1, kId};
   write_journal_header(file, h);
   JournalWriter w(file, h);
   w.commit(journal::RecordKind::data, 0, 4096, bytes(4096, 1));
-  std::vector<std::byte> old_records(file.contents().begin() + journal::kHeaderSize, file.contents().end());
+  w.commit(journal::RecordKind::data, 8192, 4096, bytes(4096, 2));
+  const uint64_t full = file.size();
   w.reset();
-  EXPECT_EQ(file.size(), journal::kHeaderSize);
-  // Even if the truncate were lost, records of the old epoch are not replayed.
-  file.write(journal::kHeaderSize, old_records);
+  // The records stay where they were (no truncate: their blocks are reused) ...
+  EXPECT_EQ(file.size(), full);
   journal::Header now;
   ASSERT_TRUE(journal::decode_header(std::span<const std::byte, journal::kHeaderSize>(file.contents().data(), journal::kHeaderSize), now));
   EXPECT_EQ(now.epoch, 2u);
+  EXPECT_EQ(w.record_bytes(), 0u);
+  // ... but records of the old epoch are never replayed.
   const char* why = "";
   EXPECT_TRUE(read_all(file, now, &why).empty());
+  EXPECT_STREQ(why, "record of an earlier epoch");
+  // A new record overwrites the first old one; the second old one behind it is not read.
+  auto c = bytes(4096, 3);
+  w.commit(journal::RecordKind::data, 4096, 4096, c);
+  EXPECT_EQ(file.size(), full);
+  auto recs = read_all(file, now, &why);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].header.offset, 4096u);
+  EXPECT_EQ(recs[0].data, c);
   EXPECT_STREQ(why, "record of an earlier epoch");
 }
 
