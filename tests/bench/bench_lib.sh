@@ -1,8 +1,11 @@
 # tests/bench/bench_lib.sh — shared by the benchmark scripts (sourced, not run).
+# shellcheck shell=bash
 # bench_setup: installs fio if missing, builds, makes $bench_dir (removed on exit).
 # bench_run NAME nbdkit-args...: serves NAME on a unix socket (untorn-listen), runs fio's
 #   nbd engine with $fio_args (after $fio_warm_args, when set, as an unmeasured first pass),
 #   records "NAME IOPS KiB/s PEAK_RSS_KiB" in $bench_results.
+# bench_median: folds repeated results of one name (rounds) into one: the median IOPS and
+#   bandwidth of its runs, and its highest peak RSS; prints each name's runs to stderr.
 # bench_table BASELINE: prints IOPS, MiB/s and BASELINE's IOPS over each target's.
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bench_results=()
@@ -47,6 +50,31 @@ bench_run() {
   # 48/49 write; jobs are summed.
   bench_results+=("$(echo "$out" | awk -F';' -v n="$name" -v r="${rss:-0}" \
     '$1 == "3" { iops += $8 + $49; bw += $7 + $48 } END { printf "%s %d %d %d\n", n, iops, bw, r }')")
+}
+
+bench_median() {
+  [ ${#bench_results[@]} -gt 0 ] || return 0
+  local folded
+  folded=$(printf '%s\n' "${bench_results[@]}" | awk '
+    { if (!($1 in n)) order[++names] = $1
+      k = ++n[$1]; iops[$1, k] = $2; bw[$1, k] = $3; if ($4 > rss[$1]) rss[$1] = $4 }
+    function median(a, name, count,   i, j, t, v) {
+      for (i = 1; i <= count; i++) v[i] = a[name, i]
+      for (i = 2; i <= count; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+      return count % 2 ? v[(count + 1) / 2] : int((v[count / 2] + v[count / 2 + 1]) / 2)
+    }
+    END {
+      for (o = 1; o <= names; o++) {
+        name = order[o]
+        if (n[name] > 1) {
+          runs = ""
+          for (i = 1; i <= n[name]; i++) runs = runs " " iops[name, i]
+          printf "  %s IOPS per round:%s\n", name, runs > "/dev/stderr"
+        }
+        printf "%s %d %d %d\n", name, median(iops, name, n[name]), median(bw, name, n[name]), rss[name]
+      }
+    }')
+  mapfile -t bench_results <<<"$folded"
 }
 
 bench_table() {

@@ -15,19 +15,24 @@
 #       (journal.mode=never, test-only and unsafe).
 # Every table gives IOPS, MiB/s, untorn's ratio to each row and the server's peak RSS; all
 # rows also go to OUT/cache_bench.tsv and a bar chart of the ratios to OUT/cache_bench.png.
-# Usage: tests/bench/cache_vs_nbdkit.sh [--runtime S] [--out DIR] [--only SECTION]
+# --rounds N runs every target of a section N times, interleaved (A B C, A B C, ...), and
+# reports each one's median (the runs are printed too): on a small shared machine one run
+# of a target can move by a third, and interleaving spreads that over all of them.
+# Usage: tests/bench/cache_vs_nbdkit.sh [--runtime S] [--rounds N] [--out DIR] [--only SECTION]
 set -euo pipefail
 # shellcheck source=tests/bench/bench_lib.sh
 source "$(dirname "$0")/bench_lib.sh"
-runtime=20 out=$PWD only=""
+runtime=20 rounds=1 out=$PWD only=""
 while [ $# -gt 0 ]; do
   case $1 in
     --runtime) runtime=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "--rounds: want a whole number from 1, not '$rounds'" >&2; exit 2; }
 bench_setup
 plugin="$repo/build/plugin/nbdkit-untorn-plugin.so"
 mkdir -p "$out"
@@ -37,6 +42,7 @@ printf 'section\ttarget\tiops\tmibs\tpeak_rss_mib\tuntorn_over_target\n' >"$tsv"
 # Prints the table of the current $bench_results and appends it to the TSV.
 section_done() {
   local section=$1
+  bench_median
   echo "== $section"
   bench_table untorn
   printf '%-22s %14s\n' target "peak RSS MiB"
@@ -64,41 +70,48 @@ for rw in randwrite randread; do
     fio_args=(--rw="$rw" --bs=4k --numjobs="$conns" --iodepth=$((32 / conns)) --size=1G "${common[@]}")
     fio_warm_args=()
     [ "$rw" = randread ] && fio_warm_args=(--rw=read --bs=1M --iodepth=8 --size=1G)
-    rm -f "$bench_dir"/*.img "$bench_dir"/*.journal
-    truncate -s 1G "$bench_dir/file.img" "$bench_dir/cached.img"
-    bench_run untorn "$plugin" backing.path="$bench_dir/untorn.img" backing.size=1G cache.size=2G \
-      cache.dirty_background_ratio=75 cache.dirty_ratio=80 cache.dirty_expire=60s
-    if [ "$rw" = randwrite ]; then
-      rm -f "$bench_dir/untorn.img" "$bench_dir/untorn.img.journal"
-      bench_run untorn-default-dirty "$plugin" backing.path="$bench_dir/untorn.img" backing.size=1G cache.size=2G
-    fi
-    bench_run nbdkit-memory memory 1G
-    bench_run nbdkit-file file "$bench_dir/file.img"
-    bench_run nbdkit-cache-filter --filter=cache file "$bench_dir/cached.img"
+    for ((round = 1; round <= rounds; round++)); do
+      rm -f "$bench_dir"/*.img "$bench_dir"/*.journal
+      truncate -s 1G "$bench_dir/file.img" "$bench_dir/cached.img"
+      bench_run untorn "$plugin" backing.path="$bench_dir/untorn.img" backing.size=1G cache.size=2G \
+        cache.dirty_background_ratio=75 cache.dirty_ratio=80 cache.dirty_expire=60s
+      if [ "$rw" = randwrite ]; then
+        rm -f "$bench_dir/untorn.img" "$bench_dir/untorn.img.journal"
+        bench_run untorn-default-dirty "$plugin" backing.path="$bench_dir/untorn.img" backing.size=1G cache.size=2G
+      fi
+      bench_run nbdkit-memory memory 1G
+      bench_run nbdkit-file file "$bench_dir/file.img"
+      bench_run nbdkit-cache-filter --filter=cache file "$bench_dir/cached.img"
+    done
     section_done "$section"
   done
 done
 fio_warm_args=()
 
 if want seq1m; then
-  rm -f "$bench_dir"/*.img "$bench_dir"/*.journal
   fio_args=(--rw=write --bs=1M --iodepth=32 --size=4G --end_fsync=1)
-  bench_run untorn "$plugin" backing.path="$bench_dir/untorn.img" backing.size=4G cache.size=512M
-  bench_run nbdkit-memory memory 4G
-  rm -f "$bench_dir/untorn.img" "$bench_dir/untorn.img.journal"
-  echo "  running fio-libaio-direct ..." >&2
-  direct=$(fio --name=direct --ioengine=libaio --direct=1 --filename="$bench_dir/direct.img" \
-             "${fio_args[@]}" --minimal 2>"$bench_dir/direct.err") || { cat "$bench_dir/direct.err" >&2; exit 1; }
-  bench_results+=("$(echo "$direct" | awk -F';' '$1 == "3" { printf "fio-libaio-direct %d %d 0\n", $49, $48 }')")
+  for ((round = 1; round <= rounds; round++)); do
+    rm -f "$bench_dir"/*.img "$bench_dir"/*.journal
+    bench_run untorn "$plugin" backing.path="$bench_dir/untorn.img" backing.size=4G cache.size=512M
+    bench_run nbdkit-memory memory 4G
+    rm -f "$bench_dir/untorn.img" "$bench_dir/untorn.img.journal"
+    echo "  running fio-libaio-direct ..." >&2
+    direct=$(fio --name=direct --ioengine=libaio --direct=1 --filename="$bench_dir/direct.img" \
+               "${fio_args[@]}" --minimal 2>"$bench_dir/direct.err") || { cat "$bench_dir/direct.err" >&2; exit 1; }
+    rm -f "$bench_dir/direct.img"
+    bench_results+=("$(echo "$direct" | awk -F';' '$1 == "3" { printf "fio-libaio-direct %d %d 0\n", $49, $48 }')")
+  done
   section_done seq1m
 fi
 
 if want atomic64k; then
-  rm -f "$bench_dir"/*.img "$bench_dir"/*.journal
   fio_args=(--rw=randwrite --bs=64k --iodepth=32 --size=2G "${common[@]}")
-  bench_run untorn "$plugin" backing.path="$bench_dir/j.img" backing.size=2G cache.size=256M
-  bench_run untorn-atomic-off "$plugin" backing.path="$bench_dir/n.img" backing.size=2G cache.size=256M \
-    journal.mode=never test.unsafe_allow_journal_never=true
+  for ((round = 1; round <= rounds; round++)); do
+    rm -f "$bench_dir"/*.img "$bench_dir"/*.journal
+    bench_run untorn "$plugin" backing.path="$bench_dir/j.img" backing.size=2G cache.size=256M
+    bench_run untorn-atomic-off "$plugin" backing.path="$bench_dir/n.img" backing.size=2G cache.size=256M \
+      journal.mode=never test.unsafe_allow_journal_never=true
+  done
   section_done atomic64k
 fi
 
