@@ -5,8 +5,11 @@
 // (munmap returns them at once). Smaller blocks (4K..32K, powers of two) are carved from
 // 2 MiB mappings per size and kept on a free list of that size when freed: posix_memalign
 // would waste up to a page per block and fragment the heap, so that a cache of 4K folios
-// used twice its budget in resident memory. Invariant: a block is page-aligned and its
-// size is a power of two >= 4096 (smaller requests get a page). Thread-safe.
+// used twice its budget in resident memory. Freed small blocks stay resident only up to
+// kResidentReserve in all; beyond it their pages are returned (madvise MADV_DONTNEED) and
+// the block waits, not resident, for reuse. So a cache whose 4K folios are replaced by
+// large ones does not hold both. Invariant: a block is page-aligned and its size is a
+// power of two >= 4096 (smaller requests get a page). Thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -29,6 +32,10 @@ class FolioMemory {
   static size_t footprint(size_t size);
   static constexpr size_t kPage = 4096;
   static constexpr size_t kMappedFrom = 64 * 1024;
+  // Freed small blocks kept resident for reuse, in all sizes together, at most this much
+  // (within the 32 MiB the memory budget allows beyond cache.size); pages of blocks freed
+  // beyond it go back to the system.
+  static constexpr size_t kResidentReserve = 16 << 20;
 };
 
 }  // namespace untorn
