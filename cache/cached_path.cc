@@ -175,7 +175,7 @@ void CachedPath::prefetch(uint64_t offset, uint64_t length) {
 bool CachedPath::crosses(uint64_t boundary) {
   // A group sticks out over `boundary` when the block at it is joined to the one before
   // and is dirty or under writeback.
-  if (boundary == 0 || boundary >= size() || !cache_.any_joined()) return false;
+  if (boundary == 0 || boundary >= size()) return false;
   FolioCache::Ref f = cache_.find(boundary, false);
   if (!f) return false;
   std::lock_guard fl(f->mutex());
@@ -232,8 +232,8 @@ std::vector<FolioCache::Ref> CachedPath::copy_in(uint64_t offset, uint64_t lengt
       f->set(Folio::dirty, fb, fe, true);
       f->set(Folio::atomic, fb, fe, atomic);
       // One group: every block but the write's first is joined to the one before.
-      cache_.set_joined(*f, fb, fe, atomic);
-      if (pos == b0) cache_.set_joined(*f, fb, fb + 1, false);
+      f->set(Folio::joined, fb, fe, atomic);
+      if (pos == b0) f->set(Folio::joined, fb, fb + 1, false);
       if (became_dirty) f->dirtied_at = std::chrono::steady_clock::now();
     }
     // Always (not only when the folio turned dirty here): another writer that dirtied it
@@ -255,8 +255,8 @@ void CachedPath::invalidate(uint64_t b0, uint64_t b1) {
     {
       std::lock_guard fl(f->mutex());
       dropped += static_cast<int64_t>(f->count(Folio::dirty, fb, fe));
-      for (Folio::Bit bit : {Folio::uptodate, Folio::dirty, Folio::atomic}) f->set(bit, fb, fe, false);
-      cache_.set_joined(*f, fb, fe, false);
+      for (Folio::Bit bit : {Folio::uptodate, Folio::dirty, Folio::joined, Folio::atomic})
+        f->set(bit, fb, fe, false);
     }
     cache_.mark_clean(*f);
     if (f->offset() >= b0 && f->end() <= b1) cache_.drop_if_clean(f);

@@ -42,13 +42,6 @@ std::map<uint64_t, FolioCache::Ref>::iterator FolioCache::unindex_locked(
   return s.folios.erase(it);
 }
 
-void FolioCache::set_joined(Folio& folio, size_t b, size_t e, bool value) {
-  const auto before = static_cast<int64_t>(folio.count(Folio::joined, b, e));
-  folio.set(Folio::joined, b, e, value);
-  const int64_t after = value ? static_cast<int64_t>(e - b) : 0;
-  if (after != before) joined_blocks_.fetch_add(after - before, std::memory_order_acq_rel);
-}
-
 FolioCache::Ref FolioCache::find(uint64_t offset, bool touch) {
   Shard& s = shard_for(offset);
   Ref f;

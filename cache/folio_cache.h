@@ -54,16 +54,6 @@ class FolioCache {
   // Drops `folio` from the index if it is clean and `folio` is the only other reference.
   bool drop_if_clean(Ref& folio);
 
-  // Every change of `joined` bits goes through set_joined (with the folio's mutex held),
-  // which keeps a count of joined blocks in the whole cache. any_joined() == false means
-  // no group anywhere spans two blocks, so no group can stick out over a boundary: the
-  // 4K write path then skips looking at its neighbours (a caller that holds a block
-  // exclusive in the range lock sees every change to it, as those need the lock too).
-  // Folios are dropped only clean, and writeback clears `joined` as it cleans, so the
-  // count never misses a set bit; at worst it stays above zero.
-  void set_joined(Folio& folio, size_t b, size_t e, bool value);
-  bool any_joined() const { return joined_blocks_.load(std::memory_order_acquire) != 0; }
-
   // Dirty tracking: call mark_dirty after a folio gained dirty blocks (every time: a
   // folio already listed costs one atomic load), mark_clean after it may have lost its
   // last ones (it re-checks under the locks).
@@ -114,7 +104,6 @@ class FolioCache {
   std::atomic<uint64_t> used_{0};
   std::atomic<uint64_t> folios_{0};
   std::atomic<size_t> clock_shard_{0};
-  std::atomic<int64_t> joined_blocks_{0};
   std::array<Shard, kShards> shards_;
 };
 

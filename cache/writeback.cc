@@ -256,7 +256,7 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool for_re
         std::lock_guard fl(p.folio->mutex());
         p.folio->set(Folio::writeback, p.first, p.first + p.count, false);
         if (ok) {
-          cache_.set_joined(*p.folio, p.first, p.first + p.count, false);
+          p.folio->set(Folio::joined, p.first, p.first + p.count, false);
           p.folio->set(Folio::atomic, p.first, p.first + p.count, false);
         } else {
           p.folio->set(Folio::dirty, p.first, p.first + p.count, true);

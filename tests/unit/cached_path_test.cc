@@ -118,25 +118,6 @@ TEST(FolioCacheTest, FolioSizeFollowsTheRequestAndNeverOverlaps) {
   EXPECT_FALSE(created);
 }
 
-TEST(FolioCacheTest, JoinedCountFollowsEverySetAndClear) {
-  CacheStats stats;
-  FolioCache cache(64 << 20, 4096, 1 << 20, 64 << 20, stats);
-  bool created;
-  auto f = cache.find_or_create(0, 0, 65536, &created);
-  ASSERT_EQ(f->blocks(), 16u);
-  EXPECT_FALSE(cache.any_joined());
-  std::lock_guard fl(f->mutex());
-  cache.set_joined(*f, 1, 8, true);
-  EXPECT_TRUE(cache.any_joined());
-  cache.set_joined(*f, 4, 12, true);  // overlapping: 1..12 joined, counted once each
-  cache.set_joined(*f, 1, 11, false);
-  EXPECT_TRUE(cache.any_joined()) << "block 11 is still joined";
-  cache.set_joined(*f, 0, 16, false);
-  EXPECT_FALSE(cache.any_joined());
-  cache.set_joined(*f, 0, 16, false);  // clearing clear bits changes nothing
-  EXPECT_FALSE(cache.any_joined());
-}
-
 TEST(FolioCacheTest, NextFolioFindsOneStartingAtARegionBoundary) {
   CacheStats stats;
   FolioCache cache(64 << 20, 4096, 1 << 20, 64 << 20, stats);
