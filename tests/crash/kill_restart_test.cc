@@ -242,36 +242,34 @@ class KillRestartTest : public ::testing::Test {
     return fallback;
   }
 
+  // Runs `n` cycles with `extra` config and expects no torn, lost or garbage sector, and
+  // more than `min_checked` writes checked; prints the figures after `label`.
+  void expect_every_write_whole(const std::string& label, const std::vector<std::string>& extra, int n,
+                                uint64_t min_checked) {
+    const uint64_t s = seed();
+    Result r = run(extra, n, s, false);
+    std::printf("[ kill     ] %s%d kill/restart cycles, %llu writes completed, %llu writes checked; "
+                "torn %llu, lost %llu, garbage %llu (seed %llu)\n",
+                label.c_str(), n, static_cast<unsigned long long>(r.completed),
+                static_cast<unsigned long long>(r.writes_checked), static_cast<unsigned long long>(r.torn),
+                static_cast<unsigned long long>(r.lost), static_cast<unsigned long long>(r.garbage),
+                static_cast<unsigned long long>(s));
+    EXPECT_EQ(r.torn + r.lost + r.garbage, 0u) << r.first << " (UNTORN_KILL_SEED=" << s << ")";
+    EXPECT_GT(r.writes_checked, min_checked);
+  }
+
   TempDir dir_;
 };
 
 TEST_F(KillRestartTest, AtomicWritesSurviveSigkillWhole) {
-  const uint64_t s = seed();
-  const int n = cycles(50);
-  Result r = run({}, n, s, false);
-  std::printf("[ kill     ] %d kill/restart cycles, %llu writes completed, %llu writes checked; "
-              "torn %llu, lost %llu, garbage %llu (seed %llu)\n",
-              n, static_cast<unsigned long long>(r.completed), static_cast<unsigned long long>(r.writes_checked),
-              static_cast<unsigned long long>(r.torn), static_cast<unsigned long long>(r.lost),
-              static_cast<unsigned long long>(r.garbage), static_cast<unsigned long long>(s));
-  EXPECT_EQ(r.torn + r.lost + r.garbage, 0u) << r.first << " (UNTORN_KILL_SEED=" << s << ")";
-  EXPECT_GT(r.writes_checked, 100u);
+  expect_every_write_whole("", {}, cycles(50), 100);
 }
 
 // The same through a cache far smaller than the data written (1M for a 4M device): writers
 // are throttled, folios evicted and written back while the connections run and the kill
 // comes.
 TEST_F(KillRestartTest, AtomicWritesSurviveSigkillWholeWithASmallCache) {
-  const uint64_t s = seed();
-  const int n = cycles(50) / 2;
-  Result r = run({"cache.size=1M", "cache.folio_max=64K"}, n, s, false);
-  std::printf("[ kill     ] small cache: %d cycles, %llu writes completed, %llu checked; torn %llu, "
-              "lost %llu, garbage %llu (seed %llu)\n",
-              n, static_cast<unsigned long long>(r.completed), static_cast<unsigned long long>(r.writes_checked),
-              static_cast<unsigned long long>(r.torn), static_cast<unsigned long long>(r.lost),
-              static_cast<unsigned long long>(r.garbage), static_cast<unsigned long long>(s));
-  EXPECT_EQ(r.torn + r.lost + r.garbage, 0u) << r.first << " (UNTORN_KILL_SEED=" << s << ")";
-  EXPECT_GT(r.writes_checked, 50u);
+  expect_every_write_whole("small cache: ", {"cache.size=1M", "cache.folio_max=64K"}, cycles(50) / 2, 50);
 }
 
 TEST_F(KillRestartTest, NegativeControlSplitWritesTear) {
