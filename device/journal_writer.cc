@@ -6,18 +6,24 @@
 
 namespace untorn {
 
-void write_journal_header(JournalFile& file, const journal::Header& header) {
+namespace {
+
+void put_header(JournalFile& file, const journal::Header& header) {
   std::array<std::byte, journal::kHeaderSize> block;
   journal::encode_header(header, block);
   file.write(0, block);
+}
+
+}  // namespace
+
+void write_journal_header(JournalFile& file, const journal::Header& header) {
+  put_header(file, header);
   file.truncate(journal::kHeaderSize);
   file.sync();
 }
 
 void rewrite_journal_header(JournalFile& file, const journal::Header& header) {
-  std::array<std::byte, journal::kHeaderSize> block;
-  journal::encode_header(header, block);
-  file.write(0, block);
+  put_header(file, header);
   file.sync();
 }
 

@@ -192,6 +192,27 @@ TEST_F(JournalTest, RecoveryReplaysInOrderAndResets) {
   EXPECT_EQ(recover_journal(fresh, copy, kId).records_replayed, 0u);
 }
 
+// T1 across a checkpoint that kept the journal's blocks: the old epoch's records behind
+// the new one (here newer data for the same range than the device holds) never come back.
+TEST_F(JournalTest, RecoveryAfterAResetReplaysOnlyTheNewEpoch) {
+  MemoryDevice device(std::vector<std::byte>(kId.backing_size));
+  MemoryJournalFile file;
+  JournalWriter w(file, recover_journal(device, file, kId).header);
+  w.commit(journal::RecordKind::data, 0, 4096, bytes(4096, 1));
+  w.commit(journal::RecordKind::data, 8192, 8192, bytes(8192, 2));
+  w.reset();  // (a checkpoint: the device holds both records by now)
+  w.commit(journal::RecordKind::data, 0, 4096, bytes(4096, 3));
+  // Later writes in place, after the checkpoint, not journaled: the device is newer than
+  // the old epoch's record for 8192.
+  MemoryDevice crashed(std::vector<std::byte>(kId.backing_size, std::byte{9}));
+  MemoryJournalFile copy(file.contents());
+  ASSERT_GT(copy.size(), journal::kHeaderSize + journal::kRecordHeaderSize + 4096) << "the old records are still there";
+  auto r = recover_journal(crashed, copy, kId);
+  EXPECT_EQ(r.records_replayed, 1u);
+  EXPECT_EQ(crashed.contents()[0], std::byte{3});
+  EXPECT_EQ(crashed.contents()[8192], std::byte{9}) << "a record of the old epoch was replayed";
+}
+
 TEST_F(JournalTest, ForeignJournalWithRecordsIsRefused) {
   MemoryDevice device(std::vector<std::byte>(kId.backing_size));
   MemoryJournalFile file;
