@@ -31,7 +31,7 @@ void FolioCache::index_locked(Shard& s, const Ref& f) {
 }
 
 std::map<uint64_t, FolioCache::Ref>::iterator FolioCache::unindex_locked(
-    Shard& s, std::map<uint64_t, Ref>::iterator it) {
+    Shard& s, std::map<uint64_t, Ref>::iterator it, std::vector<Ref>& released) {
   const Folio& f = *it->second;
   auto r = s.regions.find(f.offset() / folio_max_);
   const size_t first = (f.offset() % folio_max_) / block_;
@@ -39,6 +39,7 @@ std::map<uint64_t, FolioCache::Ref>::iterator FolioCache::unindex_locked(
   if (--r->second.folios == 0) s.regions.erase(r);
   used_.fetch_sub(f.memory_cost(), std::memory_order_relaxed);
   folios_.fetch_sub(1, std::memory_order_relaxed);
+  released.push_back(std::move(it->second));
   return s.folios.erase(it);
 }
 
@@ -97,6 +98,7 @@ FolioCache::Ref FolioCache::find_or_create(uint64_t offset, uint64_t lo, uint64_
 
 bool FolioCache::drop_if_clean(Ref& folio) {
   Shard& s = shard_for(folio->offset());
+  std::vector<Ref> released;  // freed after the shard mutex (munmap / madvise)
   std::lock_guard lk(s.mutex);
   if (folio.use_count() != 2) return false;  // the index's and the caller's
   {
@@ -105,8 +107,8 @@ bool FolioCache::drop_if_clean(Ref& folio) {
   }
   auto it = s.folios.find(folio->offset());
   if (it == s.folios.end() || it->second != folio) return false;
-  unindex_locked(s, it);
-  folio.reset();
+  unindex_locked(s, it, released);
+  released.push_back(std::move(folio));
   return true;
 }
 
@@ -156,6 +158,7 @@ std::vector<uint64_t> FolioCache::all_dirty_offsets() {
 
 uint64_t FolioCache::sweep(Shard& s, size_t budget, uint64_t want) {
   uint64_t freed = 0;
+  std::vector<Ref> released;  // freed after the shard mutex (munmap / madvise)
   std::lock_guard lk(s.mutex);
   if (s.folios.empty()) return 0;
   auto it = s.folios.lower_bound(s.hand);
@@ -178,7 +181,7 @@ uint64_t FolioCache::sweep(Shard& s, size_t budget, uint64_t want) {
     freed += f.memory_cost();
     stats_.add(stats_.evictions);
     stats_.add(stats_.evicted_bytes, f.size());
-    it = unindex_locked(s, it);
+    it = unindex_locked(s, it, released);
   }
   s.hand = it == s.folios.end() ? 0 : it->first;
   return freed;

@@ -90,9 +90,12 @@ class FolioCache {
   Shard& shard_for(uint64_t offset) { return shards_[(offset / folio_max_) % kShards]; }
   Ref lookup_locked(Shard& s, uint64_t offset);
   bool overlaps_locked(Shard& s, uint64_t begin, uint64_t end);
-  // Adds / removes a folio to / from both views and the memory count.
+  // Adds / removes a folio to / from both views and the memory count. unindex_locked moves
+  // the index's reference to `released`, which the caller declares before taking the shard
+  // mutex: a folio's memory goes back (munmap, madvise) after the mutex, not under it.
   void index_locked(Shard& s, const Ref& f);
-  std::map<uint64_t, Ref>::iterator unindex_locked(Shard& s, std::map<uint64_t, Ref>::iterator it);
+  std::map<uint64_t, Ref>::iterator unindex_locked(Shard& s, std::map<uint64_t, Ref>::iterator it,
+                                                    std::vector<Ref>& released);
   // Examines up to `budget` folios of shard `s` from its hand; returns bytes evicted.
   uint64_t sweep(Shard& s, size_t budget, uint64_t want);
 
