@@ -17,6 +17,10 @@ CacheCounters CacheStats::snapshot() const {
   c.memory_waits = memory_waits;
   c.readahead_bytes = readahead_bytes;
   c.prefetch_bytes = prefetch_bytes;
+  c.hole_fill_bytes = hole_fill_bytes;
+  c.stale_mappings = stale_mappings;
+  c.status_slow = status_slow;
+  c.zero_skips = zero_skips;
   return c;
 }
 
@@ -30,7 +34,10 @@ std::string CacheCounters::to_string() const {
                   kv("journal_commits", journal_commits) + kv("evictions", evictions) +
                   kv("evicted_bytes", evicted_bytes) + kv("throttle_waits", throttle_waits) +
                   kv("memory_waits", memory_waits) + kv("readahead_bytes", readahead_bytes) +
-                  kv("prefetch_bytes", prefetch_bytes);
+                  kv("prefetch_bytes", prefetch_bytes) + kv("hole_fill_bytes", hole_fill_bytes) +
+                  kv("stale_mappings", stale_mappings) + kv("status_slow", status_slow) +
+                  kv("zero_skips", zero_skips) + kv("extent_entries", extent_entries) +
+                  kv("extent_bytes", extent_bytes) + kv("extent_probes", extent_probes);
   s.pop_back();
   return s;
 }

@@ -28,6 +28,13 @@ struct CacheCounters {
   uint64_t memory_waits = 0;       // requests that had to free memory first
   uint64_t readahead_bytes = 0;
   uint64_t prefetch_bytes = 0;
+  uint64_t hole_fill_bytes = 0;    // read misses zero-filled from the extent map, no device I/O
+  uint64_t stale_mappings = 0;     // mappings found stale at a revalidation point, re-mapped
+  uint64_t status_slow = 0;        // block status answered from the device after retries
+  uint64_t zero_skips = 0;         // zeroes and trims of ranges the device already has as zeroes
+  uint64_t extent_entries = 0;     // now: extent map entries
+  uint64_t extent_bytes = 0;       // now: extent map memory (estimate)
+  uint64_t extent_probes = 0;      // SEEK_DATA/SEEK_HOLE probes
 
   std::string to_string() const;
 };
@@ -43,6 +50,7 @@ class CacheStats {
   std::atomic<uint64_t> writeback_bytes{0}, writeback_groups{0}, writeback_batches{0};
   std::atomic<uint64_t> writeback_errors{0}, evictions{0}, evicted_bytes{0};
   std::atomic<uint64_t> throttle_waits{0}, memory_waits{0}, readahead_bytes{0}, prefetch_bytes{0};
+  std::atomic<uint64_t> hole_fill_bytes{0}, stale_mappings{0}, status_slow{0}, zero_skips{0};
 };
 
 }  // namespace untorn

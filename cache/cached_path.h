@@ -2,7 +2,9 @@
 // and uncached (DESIGN.md §3).
 //
 // Owns the FolioCache, the RangeLock, the Writeback engine and the stats; holds
-// references to the BlockDevice and AtomicWriter, which must outlive it.
+// references to the MappedDevice (and through it the ExtentMap) and the AtomicWriter,
+// which must outlive it; the writer must write through that MappedDevice, so every change
+// of the device's allocation reaches the map (the constructor checks).
 // Every request works in cache blocks of G = max(L, device io_align):
 //   - writes hold their block range exclusive for the whole copy-in (so the copy is all or
 //     nothing for readers and for writeback: A1, DESIGN.md §4), after waiting for writeback
@@ -16,6 +18,11 @@
 //     then drops the folios it created); FLUSH writes back everything dirty and syncs;
 //   - large zeroes and trims go to the device after the cached blocks' groups are settled,
 //     then the cached blocks are dropped; small eligible zeroes are cached writes of zeroes.
+// The extent map (DESIGN.md §5) answers block status with no syscall when warm, lets a
+// read miss over a hole zero-fill instead of reading, and lets a zero or trim of a range
+// that already reads as zeroes skip the device. Each use revalidates its mapping after
+// the lock or wait that follows it (revalidation points (1)-(3), at their code, each with
+// its test); (4), writeback against a later trim, is closed by waiting for writeback.
 // Memory is reserved before any lock is taken (make_room evicts clean folios, writes back
 // or waits), and writers are throttled at cache.dirty_ratio before too.
 #pragma once
@@ -26,7 +33,10 @@
 #include <vector>
 
 #include "cache/cache_stats.h"
+#include "cache/extent_map.h"
 #include "cache/folio_cache.h"
+#include "cache/mapped_device.h"
+#include "cache/race_hooks.h"
 #include "cache/range_lock.h"
 #include "cache/request_path.h"
 #include "cache/writeback.h"
@@ -37,8 +47,9 @@ namespace untorn {
 
 class CachedPath final : public RequestPath {
  public:
-  CachedPath(BlockDevice& device, AtomicWriter& writer, const Config::Cache& config,
-             uint32_t logical_block_size, uint32_t atomic_write_unit_max);
+  CachedPath(MappedDevice& device, ExtentMap& map, AtomicWriter& writer,
+             const Config::Cache& config, uint32_t logical_block_size,
+             uint32_t atomic_write_unit_max);
   ~CachedPath() override;
 
   // Background writeback (nbdkit's after_fork, or a test). `tick` runs about once a second.
@@ -52,7 +63,7 @@ class CachedPath final : public RequestPath {
   void zero(uint64_t offset, uint64_t length, ZeroOptions options, bool fua) override;
   void trim(uint64_t offset, uint64_t length, bool fua) override;
   void flush() override;
-  std::vector<Extent> extents(uint64_t offset, uint64_t length) override;
+  std::vector<Extent> extents(uint64_t offset, uint64_t length, bool req_one = false) override;
   void prefetch(uint64_t offset, uint64_t length) override;
 
   CacheCounters counters() const;
@@ -60,6 +71,10 @@ class CachedPath final : public RequestPath {
   uint32_t block_size() const { return block_; }
   FolioCache& folio_cache() { return cache_; }
   Writeback& writeback() { return writeback_; }
+  ExtentMap& extent_map() { return map_; }
+#ifdef UNTORN_TEST_HOOKS
+  RaceHooks& race_hooks() { return hooks_; }
+#endif
 
  private:
   uint64_t align_down(uint64_t v) const { return v / block_ * block_; }
@@ -81,17 +96,42 @@ class CachedPath final : public RequestPath {
   // Drops [b0, b1) from the cache (dirty data too): after the device has it or after a
   // failed writethrough.
   void invalidate(uint64_t b0, uint64_t b1);
-  // Makes the blocks of [b0, b1) uptodate in the cache, copying [offset, offset+dst) out.
-  // The caller holds [b0, b1) shared. Returns whether the part up to offset+dst needed the
-  // device (blocks past it are read-ahead).
-  bool fill(uint64_t b0, uint64_t b1, uint64_t offset, std::span<std::byte> dst, bool populate);
+  // Mappings probed for a read with no lock held, to be revalidated under it.
+  struct ReadMappings {
+    std::vector<ExtentMap::Mapping> probed;
+    bool use_map = true;  // false: read every missing block from the device
+  };
+  static constexpr uint64_t kFilled = UINT64_MAX;
+  // Makes the blocks of [b0, b1) uptodate in the cache (populate) or copies them from the
+  // device, copying [offset, offset+dst) out. The caller holds [b0, b1) shared. Returns
+  // kFilled, or the offset of a missing block whose allocation must be probed first (the
+  // caller drops the lock, probes, and calls again). *missed: the part up to
+  // offset+dst needed the device (blocks past it are read-ahead).
+  uint64_t fill(uint64_t b0, uint64_t b1, uint64_t offset, std::span<std::byte> dst, bool populate,
+                ReadMappings& mappings, bool* missed);
+  // Loads device range [s, t) into `into`: what the map vouches reads as zeroes is
+  // zero-filled, the rest read. Returns kFilled or where a probe is needed first.
+  uint64_t load(uint64_t s, uint64_t t, std::byte* into, ReadMappings& mappings);
+  // fill() under the shared range lock, probing between rounds with no lock held.
+  bool fill_with_probes(uint64_t b0, uint64_t b1, uint64_t offset, std::span<std::byte> dst,
+                        bool populate);
+  // The extent map's mappings from `begin`, up to `end` or, with req_one, to where the
+  // allocation first changes; at most max_mappings.
+  std::vector<ExtentMap::Mapping> map_walk(uint64_t begin, uint64_t end, bool req_one,
+                                           size_t max_mappings);
+  // Dirty or under-writeback block runs in [begin, end), from the folio index.
+  std::vector<std::pair<uint64_t, uint64_t>> dirty_runs(uint64_t begin, uint64_t end);
+  // Whether the device range [b, e) already reads as zeroes and the zero may be skipped.
+  bool already_zero(const std::vector<ExtentMap::Mapping>& mappings, uint64_t b, uint64_t e,
+                    ZeroOptions options) const;
   void zero_range(uint64_t offset, uint64_t length, ZeroOptions options, bool fua);
   void make_room(uint64_t bytes);
   uint64_t readahead_end(uint64_t offset, uint64_t length);
   uint64_t widen_lo(uint64_t v) const { return v > atomic_write_unit_max_ ? v - atomic_write_unit_max_ : 0; }
   uint64_t widen_hi(uint64_t v) const { return std::min(size(), v + atomic_write_unit_max_); }
 
-  BlockDevice& device_;
+  MappedDevice& device_;
+  ExtentMap& map_;
   AtomicWriter& writer_;
   const CacheMode mode_;
   const bool populate_on_read_;
@@ -105,6 +145,9 @@ class CachedPath final : public RequestPath {
   Writeback writeback_;
   std::array<std::atomic<uint64_t>, 8> stream_ends_{};  // sequential read detection
   std::atomic<size_t> stream_slot_{0};
+#ifdef UNTORN_TEST_HOOKS
+  RaceHooks hooks_;
+#endif
 };
 
 }  // namespace untorn

@@ -95,7 +95,7 @@ void DirectPath::trim(uint64_t offset, uint64_t length, bool fua) {
 
 void DirectPath::flush() { writer_.flush(); }
 
-std::vector<Extent> DirectPath::extents(uint64_t offset, uint64_t length) {
+std::vector<Extent> DirectPath::extents(uint64_t offset, uint64_t length, bool /*req_one*/) {
   check_request_range(size(), offset, length, EINVAL, "block status");
   if (length == 0) return {};
   // Ask for whole logical blocks, and report a hole only where it covers whole logical

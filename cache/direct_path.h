@@ -29,7 +29,7 @@ class DirectPath final : public RequestPath {
   void zero(uint64_t offset, uint64_t length, ZeroOptions options, bool fua) override;
   void trim(uint64_t offset, uint64_t length, bool fua) override;
   void flush() override;
-  std::vector<Extent> extents(uint64_t offset, uint64_t length) override;
+  std::vector<Extent> extents(uint64_t offset, uint64_t length, bool req_one = false) override;
   void prefetch(uint64_t offset, uint64_t length) override;
 
   uint32_t granule() const { return granule_; }

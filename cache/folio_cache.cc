@@ -214,4 +214,31 @@ std::vector<FolioCache::Ref> FolioCache::overlapping(uint64_t offset, uint64_t l
   return out;
 }
 
+std::vector<FolioCache::Ref> FolioCache::dirty_folios(uint64_t offset, uint64_t length) {
+  std::vector<Ref> out;
+  const uint64_t end = offset + length;
+  // A folio overlapping the range starts at most folio_max before it.
+  const uint64_t from = offset >= folio_max_ ? offset - folio_max_ + 1 : 0;
+  auto take = [&](Shard& s, uint64_t lo, uint64_t hi) {
+    for (auto it = s.dirty.lower_bound(lo); it != s.dirty.end() && *it < hi; ++it) {
+      Ref f = lookup_locked(s, *it);
+      if (f && f->end() > offset) out.push_back(std::move(f));
+    }
+  };
+  if ((end - from) / folio_max_ <= kShards) {
+    for (uint64_t region = from / folio_max_ * folio_max_; region < end; region += folio_max_) {
+      Shard& s = shard_for(region);
+      std::lock_guard lk(s.mutex);
+      take(s, std::max(region, from), std::min(end, region + folio_max_));
+    }
+  } else {
+    for (Shard& s : shards_) {
+      std::lock_guard lk(s.mutex);
+      take(s, from, end);
+    }
+    std::sort(out.begin(), out.end(), [](const Ref& a, const Ref& b) { return a->offset() < b->offset(); });
+  }
+  return out;
+}
+
 }  // namespace untorn

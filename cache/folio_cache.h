@@ -71,6 +71,9 @@ class FolioCache {
 
   // Every folio overlapping [offset, offset+length), ascending.
   std::vector<Ref> overlapping(uint64_t offset, uint64_t length);
+  // Every folio on a dirty list (dirty or under writeback) overlapping the range; cost
+  // bounded by the shard count however long the range (block status over a whole image).
+  std::vector<Ref> dirty_folios(uint64_t offset, uint64_t length);
 
  private:
   static constexpr size_t kShards = 256;

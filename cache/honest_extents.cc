@@ -5,12 +5,14 @@
 namespace untorn {
 namespace {
 
-void append(std::vector<Extent>& out, uint64_t from, uint64_t to, bool data) {
+void append(std::vector<Extent>& out, uint64_t from, uint64_t to, bool data, bool allocated = false) {
   if (to <= from) return;
-  if (!out.empty() && out.back().data == data && out.back().offset + out.back().length == from)
+  allocated &= !data;
+  if (!out.empty() && out.back().data == data && out.back().allocated == allocated &&
+      out.back().offset + out.back().length == from)
     out.back().length += to - from;
   else
-    out.push_back({from, to - from, data});
+    out.push_back({from, to - from, data, allocated});
 }
 
 }  // namespace
@@ -56,11 +58,11 @@ std::vector<Extent> overlay_data(const std::vector<Extent>& extents,
     while (d < data.size() && data[d].second <= pos) ++d;
     for (size_t k = d; k < data.size() && data[k].first < end; ++k) {
       const uint64_t s = std::max(pos, data[k].first), t = std::min(end, data[k].second);
-      append(out, pos, s, false);
+      append(out, pos, s, false, e.allocated);
       append(out, s, t, true);
       pos = t;
     }
-    append(out, pos, end, false);
+    append(out, pos, end, false, e.allocated);
   }
   return out;
 }

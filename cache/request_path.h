@@ -29,7 +29,9 @@ class RequestPath {
   // Every write completed before flush() was called is durable when it returns (D1).
   virtual void flush() = 0;
   // Allocation of the range for NBD block status; never reports data as a hole (E1).
-  virtual std::vector<Extent> extents(uint64_t offset, uint64_t length) = 0;
+  // Sorted and contiguous from `offset`; it may end before offset+length (a bounded
+  // reply). req_one (NBD_CMD_FLAG_REQ_ONE): the first extent matters, as long as it can be.
+  virtual std::vector<Extent> extents(uint64_t offset, uint64_t length, bool req_one = false) = 0;
   virtual void prefetch(uint64_t offset, uint64_t length) = 0;
 };
 

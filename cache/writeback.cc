@@ -227,6 +227,9 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool for_re
     ~EndBatch() { w->end_batch(seq); }
   } end{this, seq};
   if (ops.empty()) return;
+#ifdef UNTORN_TEST_HOOKS
+  if (hooks_ && hooks_->before_writeback_io) hooks_->before_writeback_io();
+#endif
   std::vector<AtomicWriter::BatchWrite> writes(ops.size());
   for (size_t i = 0; i < ops.size(); ++i) {
     const Op& op = ops[i];
@@ -318,6 +321,9 @@ void Writeback::wait_idle(uint64_t begin, uint64_t end) {
       }
     }
     if (!busy) return;
+#ifdef UNTORN_TEST_HOOKS
+    if (hooks_ && hooks_->on_wait_for_writeback) hooks_->on_wait_for_writeback();
+#endif
     std::unique_lock lk(state_mutex_);
     progress_.wait(lk, [&] { return completions_ != seen; });
   }

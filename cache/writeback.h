@@ -31,6 +31,7 @@
 
 #include "cache/cache_stats.h"
 #include "cache/folio_cache.h"
+#include "cache/race_hooks.h"
 #include "cache/range_lock.h"
 #include "device/aligned_buffer.h"
 #include "device/atomic_writer.h"
@@ -59,6 +60,8 @@ class Writeback {
   void stop();
 
   uint64_t dirty_bytes() const { return dirty_bytes_.load(std::memory_order_relaxed); }
+  // The same, ordered after the device writes of every group counted off before it.
+  uint64_t dirty_bytes_acquire() const { return dirty_bytes_.load(std::memory_order_acquire); }
   // Requests report blocks that turned dirty (positive) or were dropped dirty (negative).
   void add_dirty(int64_t bytes);
   const WritebackOptions& options() const { return options_; }
@@ -70,6 +73,9 @@ class Writeback {
   // Waits until no block of [begin, end) is under writeback. The caller holds the range
   // exclusive (so none can start).
   void wait_idle(uint64_t begin, uint64_t end);
+#ifdef UNTORN_TEST_HOOKS
+  void set_race_hooks(RaceHooks* hooks) { hooks_ = hooks; }
+#endif
   // Writes back up to max_bytes of dirty groups; the caller holds no range lock. With
   // expired_only, only folios dirty for longer than options.expire. Returns the bytes
   // written; throws IoError if any failed.
@@ -140,6 +146,9 @@ class Writeback {
   bool kicked_ = false;
   std::function<void()> tick_;
   std::vector<std::thread> threads_;
+#ifdef UNTORN_TEST_HOOKS
+  RaceHooks* hooks_ = nullptr;
+#endif
 };
 
 }  // namespace untorn

@@ -73,6 +73,11 @@ class AtomicWriter {
   // which fallocate applies and RWF_ATOMIC cannot carry.
   Method method_for(uint64_t offset, uint64_t length, bool atomic, bool is_zero = false) const;
 
+  // Whether a record of the current epoch covers part of the range (replay would write it).
+  bool has_journaled(uint64_t offset, uint64_t length) const { return overlaps_journaled(offset, length); }
+  // The device every write goes to.
+  BlockDevice& device() const { return device_; }
+
   struct Stats {
     uint64_t in_place = 0, rwf_atomic = 0, journaled = 0, checkpoints = 0;
     uint64_t checkpoint_waits = 0;  // callers that found a checkpoint running and waited

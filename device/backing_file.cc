@@ -351,4 +351,20 @@ std::vector<Extent> BackingFile::extents(uint64_t offset, uint64_t length) {
   return out;
 }
 
+Extent BackingFile::allocation_at(uint64_t offset, uint64_t limit) {
+  if (offset >= limit || limit > size_)
+    throw IoError(EINVAL, "allocation probe beyond the end of the backing file");
+  const off_t data = lseek(fd_, static_cast<off_t>(offset), SEEK_DATA);
+  if (data < 0) {
+    if (errno == ENXIO) return {offset, limit - offset, false};  // a hole to the end
+    if (errno == EINVAL || errno == EOPNOTSUPP) return {offset, limit - offset, true};
+    throw IoError::from_errno(errno, "SEEK_DATA on " + path_);
+  }
+  if (static_cast<uint64_t>(data) > offset)
+    return {offset, std::min<uint64_t>(static_cast<uint64_t>(data), limit) - offset, false};
+  const off_t hole = lseek(fd_, static_cast<off_t>(offset), SEEK_HOLE);
+  if (hole < 0) throw IoError::from_errno(errno, "SEEK_HOLE on " + path_);
+  return {offset, std::min<uint64_t>(static_cast<uint64_t>(hole), limit) - offset, true};
+}
+
 }  // namespace untorn

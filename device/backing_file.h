@@ -45,6 +45,7 @@ class BackingFile final : public BlockDevice {
   void write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) override;
   void sync() override;
   std::vector<Extent> extents(uint64_t offset, uint64_t length) override;
+  Extent allocation_at(uint64_t offset, uint64_t limit) override;
 
  private:
   struct OpenedBy {};  // only open() may construct one

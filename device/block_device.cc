@@ -15,6 +15,12 @@ void BlockDevice::write_batch(std::span<WriteRequest> writes) {
   }
 }
 
+Extent BlockDevice::allocation_at(uint64_t offset, uint64_t limit) {
+  const std::vector<Extent> all = extents(offset, limit - offset);
+  if (all.empty()) return {offset, limit - offset, true};
+  return all.front();
+}
+
 void BlockDevice::throw_atomic_unsupported() {
   throw IoError(ENOTSUP, "this device offers no atomic write for that range");
 }

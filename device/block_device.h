@@ -25,7 +25,8 @@ namespace untorn {
 struct Extent {
   uint64_t offset;
   uint64_t length;
-  bool data;   // false: a hole, which reads as zeroes
+  bool data;   // false: reads as zeroes: a hole, or with `allocated` zeroed space
+  bool allocated = false;  // only with !data: allocated zeroes (NBD "zero", not "hole")
   friend bool operator==(const Extent&, const Extent&) = default;
 };
 
@@ -75,6 +76,10 @@ class BlockDevice {
   virtual void sync() = 0;
   // The allocation of [offset, offset+length): sorted, contiguous, covering the range.
   virtual std::vector<Extent> extents(uint64_t offset, uint64_t length) = 0;
+  // One probe: the data or hole run holding `offset`, from offset up to where it ends or
+  // `limit`, whichever comes first (offset < limit <= size()). The default takes the first
+  // extent of extents(); the backing file asks lseek once or twice.
+  virtual Extent allocation_at(uint64_t offset, uint64_t limit);
 
  protected:
   [[noreturn]] static void throw_atomic_unsupported();

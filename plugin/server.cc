@@ -9,6 +9,15 @@
 #include "util/log.h"
 
 namespace untorn {
+namespace {
+
+// The extent map's bound: 1/64 of the cache budget at about 64 bytes an entry (16 MiB,
+// 262,144 entries, for the default 1 GiB cache), and never below 65,536 entries.
+uint64_t extent_map_entries(uint64_t cache_size) {
+  return std::max<uint64_t>(cache_size / 64 / 64, 65536);
+}
+
+}  // namespace
 
 Server::Server(Config config)
     : config_(std::move(config)),
@@ -30,8 +39,13 @@ Server::Server(Config config)
   options.unsafe_split_writes = static_cast<uint32_t>(config_.test.unsafe_split_writes);
   if (options.unsafe_split_writes)
     log_warning("test.unsafe_split_writes is set: writes are split and CAN TEAR (test only)");
-  writer_ = std::make_unique<AtomicWriter>(*device_, journal_.get(), options);
-  path_ = std::make_unique<CachedPath>(*device_, *writer_, config_.cache,
+  // The extent map starts empty, after recovery: what replay wrote is probed when asked.
+  ExtentMap::Options map_options;
+  map_options.max_entries = extent_map_entries(config_.cache.size);
+  extent_map_ = std::make_unique<ExtentMap>(*device_, config_.device.logical_block_size, map_options);
+  mapped_ = std::make_unique<MappedDevice>(*device_, *extent_map_);
+  writer_ = std::make_unique<AtomicWriter>(*mapped_, journal_.get(), options);
+  path_ = std::make_unique<CachedPath>(*mapped_, *extent_map_, *writer_, config_.cache,
                                        config_.device.logical_block_size,
                                        config_.device.atomic_write_unit_max);
   description_ = "untorn: logical_block_size=" + std::to_string(config_.device.logical_block_size) +

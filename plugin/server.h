@@ -2,8 +2,9 @@
 //
 // Owns, in construction order (each later one holds references to earlier ones, so they
 // are destroyed in reverse): the BackingFile, the journal file and its writer (unless
-// journal.mode is never), the AtomicWriter and the CachedPath (the folio cache, in the
-// configured cache.mode). The constructor runs
+// journal.mode is never), the ExtentMap and the MappedDevice over the backing file (which
+// keeps the map current), the AtomicWriter writing through it and the CachedPath (the
+// folio cache, in the configured cache.mode). The constructor runs
 // journal recovery before anything is served. Built once in nbdkit's get_ready (before
 // nbdkit forks, so errors reach the user's terminal), destroyed at unload. Nothing here
 // calls nbdkit: plugin/untorn_plugin.cc is the only file that does.
@@ -62,6 +63,8 @@ class Server {
   std::unique_ptr<JournalFile> journal_file_;
   RecoveryResult recovery_;
   std::unique_ptr<JournalWriter> journal_;
+  std::unique_ptr<ExtentMap> extent_map_;
+  std::unique_ptr<MappedDevice> mapped_;
   std::unique_ptr<AtomicWriter> writer_;
   std::unique_ptr<CachedPath> path_;
   bool log_stats_ = false;

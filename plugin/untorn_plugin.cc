@@ -182,11 +182,14 @@ int untorn_zero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
   });
 }
 
-int untorn_extents(void* handle, uint32_t count, uint64_t offset, uint32_t,
+int untorn_extents(void* handle, uint32_t count, uint64_t offset, uint32_t flags,
                    struct nbdkit_extents* extents) {
   return guarded("extents", [&] {
-    for (const untorn::Extent& e : srv(handle).path().extents(offset, count)) {
-      uint32_t type = e.data ? 0 : (NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO);
+    const bool req_one = (flags & NBDKIT_FLAG_REQ_ONE) != 0;
+    for (const untorn::Extent& e : srv(handle).path().extents(offset, count, req_one)) {
+      const uint32_t type = e.data        ? 0
+                            : e.allocated ? NBDKIT_EXTENT_ZERO
+                                          : (NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO);
       if (nbdkit_add_extent(extents, e.offset, e.length, type) != 0)
         throw IoError(errno ? errno : EIO, "nbdkit_add_extent failed");
     }

@@ -82,7 +82,11 @@ Recording record_workload(const Scenario& s, uint64_t seed) {
   options.native_atomic_unit = s.native;
   options.checkpoint_bytes = 256 * 1024;  // small: checkpoints happen during the run
   options.unsafe_bypass_journal = s.bypass_journal;
-  AtomicWriter writer(device, &journal, options);
+  // The cached path's device stack: writes reach the memory device through a MappedDevice
+  // that keeps the extent map current.
+  ExtentMap map(device, s.L, ExtentMap::Options{});
+  MappedDevice mapped(device, map);
+  AtomicWriter writer(mapped, &journal, options);
   std::unique_ptr<RequestPath> path_owner;
   if (s.cache_size) {
     // Writeback with no background threads: writeback happens, deterministically, when
@@ -92,9 +96,9 @@ Recording record_workload(const Scenario& s, uint64_t seed) {
     c.mode = s.cache_mode;
     c.folio_max = 64 * 1024;
     c.dirty_ratio = 50;
-    path_owner = std::make_unique<CachedPath>(device, writer, c, s.L, s.A);
+    path_owner = std::make_unique<CachedPath>(mapped, map, writer, c, s.L, s.A);
   } else {
-    path_owner = std::make_unique<DirectPath>(device, writer, s.L, s.A);
+    path_owner = std::make_unique<DirectPath>(mapped, writer, s.L, s.A);
   }
   RequestPath& path = *path_owner;
 

@@ -189,7 +189,7 @@ class CachedPathTest : public ::testing::Test {
     c.mode = p.mode;
     c.size = p.cache_size;
     c.folio_max = p.folio_max;
-    path_ = std::make_unique<CachedPath>(*faulty_, *stack_->writer, c, 4096, 65536);
+    path_ = std::make_unique<CachedPath>(*stack_->mapped, *stack_->map, *stack_->writer, c, 4096, 65536);
     if (p.background) path_->start_background();
   }
   void TearDown() override { path_.reset(); }
@@ -253,7 +253,7 @@ TEST_F(CachedPathTest, UncachedDropsTheFoliosItCreatedAndReadsDoNotPopulate) {
 TEST_F(CachedPathTest, PartialWriteIntoColdFolioReadsOnlyTheEdgeBlocks) {
   open({.background = false});
   auto base = pattern(65536, 5);
-  device_->write(0, base);
+  stack_->mapped->write(0, base);
   auto data = pattern(100, 6);
   path_->write(4096 * 3 + 50, data, false);  // inside one block of a cold range
   auto got = read(0, 65536);
@@ -270,7 +270,7 @@ TEST_F(CachedPathTest, RandomOperationsMatchAModelUnderASmallCache) {
     SCOPED_TRACE(to_string(mode));
     open({.mode = mode, .cache_size = 4 << 20, .folio_max = 256 << 10});
     std::vector<std::byte> model(kSize);
-    device_->write_zeroes(0, kSize, {});
+    stack_->mapped->write_zeroes(0, kSize, {});
     std::mt19937_64 rng(42);
     const uint64_t span = 16 << 20;
     for (int op = 0; op < 1500; ++op) {
@@ -405,6 +405,12 @@ TEST_F(CachedPathTest, FailedWritethroughFailsTheRequestAndDropsTheRange) {
 
 TEST_F(CachedPathTest, ReadErrorReachesTheClientAndLeavesNothingBehind) {
   open({.background = false});
+  // Data on the device and nothing cached, so the read needs the device (a hole would be
+  // zero-filled from the extent map with no read to fail).
+  auto data = pattern(8192, 8);
+  path_->write(0, data, false);
+  path_->flush();
+  ASSERT_TRUE(path_->folio_cache().evict_to_fit(path_->folio_cache().budget()));
   faulty_->fail_reads(1);
   std::vector<std::byte> buf(8192);
   try {
@@ -413,9 +419,7 @@ TEST_F(CachedPathTest, ReadErrorReachesTheClientAndLeavesNothingBehind) {
   } catch (const IoError& e) {
     EXPECT_EQ(e.err(), EIO);
   }
-  auto data = pattern(8192, 8);
-  device_->write(0, data);
-  EXPECT_EQ(read(0, 8192), data);  // no stale block was marked uptodate
+  EXPECT_EQ(read(0, 8192), data);  // no block was marked uptodate by the failed read
 }
 
 TEST_F(CachedPathTest, ExtentsReportDirtyDataOverAHoleAsData) {
@@ -432,7 +436,7 @@ TEST_F(CachedPathTest, ExtentsReportDirtyDataOverAHoleAsData) {
 TEST_F(CachedPathTest, PrefetchFillsTheCacheAndReadAheadFollowsStreams) {
   open({.background = false});
   auto data = pattern(4 << 20, 10);
-  device_->write(0, data);
+  stack_->mapped->write(0, data);
   path_->prefetch(0, 1 << 20);
   EXPECT_EQ(path_->counters().prefetch_bytes, 1u << 20);
   EXPECT_EQ(read(0, 65536), std::vector<std::byte>(data.begin(), data.begin() + 65536));

@@ -1,0 +1,135 @@
+// cache/extent_map.h — what untorn knows of the backing file's allocation, with validity
+// cookies (DESIGN.md §5, after Linux iomap's validity_cookie).
+//
+// Owns: per shard (a fixed slice of the device) a mutex, an ordered map of known extents
+// {data, hole, zero} and a sequence number, the shard's cookie. Holds a reference to the
+// BlockDevice it probes, which must outlive it.
+// Filling: lazily, by probing the device (SEEK_DATA/SEEK_HOLE through
+// BlockDevice::allocation_at) for the unknown gap holding the asked offset; at most two
+// probes a call, and no lock is held across them.
+// Keeping current: every change of the allocation that untorn makes goes through
+// begin_change / end_change (cache/MappedDevice calls them around each device write and
+// zero). begin_change bumps the shard's sequence and marks the range data; end_change
+// records the outcome and bumps the sequence again. So:
+//   - a mapping handed out before or during a change is never valid after it;
+//   - while a change runs, its range reads as "data", the harmless direction: a stale
+//     "data" only calls zeroes data, a stale "hole" or "zero" would call data zero (E1)
+//     or let a read return zeroes for data. Nothing here ever reports hole or zero for a
+//     range a change is writing.
+// A probe's answer is stored only if no change began in its shard while it ran (the
+// sequence is unchanged and none was in progress); otherwise it is handed out with cookie
+// 0, which is never valid, so the caller re-maps.
+// Invariants: entries in a shard are disjoint, lie inside the shard, start and end on
+// multiples of the granularity (L), and neighbours of one state are merged. A hole never
+// covers part of a logical block (a partly allocated block is data).
+// Memory: at most max_entries entries in all; past it a whole shard's entries are dropped
+// (round robin), to be probed again. Dropping changes no allocation: no cookie moves.
+// Thread-safe. Lock order: callers' locks (range lock, folio mutex) before a shard mutex;
+// a shard mutex is never held while taking another lock or doing I/O.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "device/block_device.h"
+
+namespace untorn {
+
+enum class Allocation : uint8_t {
+  data,  // may hold data (the safe answer)
+  hole,  // deallocated: reads as zeroes
+  zero,  // allocated and known to read as zeroes (zeroed without punching)
+};
+const char* to_string(Allocation a);
+
+class ExtentMap {
+ public:
+  struct Mapping {
+    uint64_t offset = 0;
+    uint64_t length = 0;
+    Allocation state = Allocation::data;
+    uint64_t cookie = 0;  // the shard's sequence when taken; 0 is never valid
+    uint64_t end() const { return offset + length; }
+  };
+  struct Options {
+    uint64_t max_entries = uint64_t{1} << 18;
+    uint64_t shard_bytes = 0;  // 0: chosen from the device size (at most 65536 shards)
+  };
+  struct Stats {
+    uint64_t entries = 0;
+    uint64_t memory_bytes = 0;  // estimate: entries and shards
+    uint64_t probes = 0;        // allocation_at calls
+    uint64_t hits = 0;          // map/lookup answered without a probe
+    uint64_t changes = 0;       // begin_change calls
+    uint64_t stale_probes = 0;  // probe answers not stored: a change raced with them
+    uint64_t dropped_entries = 0;
+  };
+
+  // granularity: L; the device size must be a multiple of it.
+  ExtentMap(BlockDevice& device, uint32_t granularity, Options options);
+  ExtentMap(const ExtentMap&) = delete;
+  ExtentMap& operator=(const ExtentMap&) = delete;
+  ~ExtentMap();
+
+  // The extent holding `offset` (a multiple of L, < size()), clipped to its shard and to
+  // `limit` (> offset): from what is known, else by probing the device.
+  Mapping map(uint64_t offset, uint64_t limit);
+  // The same from what is known only; nullopt where a probe would be needed.
+  std::optional<Mapping> lookup(uint64_t offset, uint64_t limit);
+  // Whether no change began in the mapping's shard since it was taken (cheap: one load).
+  bool still_valid(const Mapping& m) const;
+
+  // A change of [offset, offset+length) (multiples of L) begins / ended; each begin has
+  // one end with the same range. `result`: the allocation after a successful change of
+  // [result_begin, result_end) (clipped to the range; the rest of it is data), or nullopt
+  // after a failed one (unknown: probed again when asked).
+  void begin_change(uint64_t offset, uint64_t length);
+  void end_change(uint64_t offset, uint64_t length, std::optional<Allocation> result,
+                  uint64_t result_begin = 0, uint64_t result_end = UINT64_MAX);
+
+  uint64_t size() const { return size_; }
+  uint64_t granularity() const { return granularity_; }
+  uint64_t shard_bytes() const { return shard_bytes_; }
+  Stats stats() const;
+
+ private:
+  struct Entry {
+    uint64_t end;
+    Allocation state;
+  };
+  struct Shard {
+    std::mutex mutex;
+    std::map<uint64_t, Entry> entries;  // by start
+    std::atomic<uint64_t> seq{1};       // the cookie; bumped at begin and end of changes
+    unsigned changing = 0;              // changes in progress (under mutex)
+  };
+
+  Shard& shard_of(uint64_t offset) const { return shards_[offset / shard_bytes_]; }
+  uint64_t shard_end(uint64_t offset) const;
+  // Under the shard mutex: the entry holding `offset`, or end().
+  static std::map<uint64_t, Entry>::iterator find_locked(Shard& s, uint64_t offset);
+  // Under the shard mutex: [begin, end) becomes `state` (nullopt: unknown), merged with
+  // neighbours of the same state. Returns the change in the entry count.
+  int64_t assign_locked(Shard& s, uint64_t begin, uint64_t end, std::optional<Allocation> state);
+  Mapping mapping_of(uint64_t offset, uint64_t limit, uint64_t entry_end, Allocation state,
+                     uint64_t cookie) const;
+  void account(Shard& s, int64_t entry_delta);
+  void bump(Shard& s) { s.seq.fetch_add(1, std::memory_order_release); }
+
+  BlockDevice& device_;
+  const uint64_t size_;
+  const uint64_t granularity_;
+  const uint64_t shard_bytes_;
+  const uint64_t max_entries_;
+  const size_t shard_count_;
+  std::unique_ptr<Shard[]> shards_;
+  std::atomic<uint64_t> entries_{0};
+  std::atomic<size_t> drop_hand_{0};
+  mutable std::atomic<uint64_t> probes_{0}, hits_{0}, changes_{0}, stale_probes_{0}, dropped_{0};
+};
+
+}  // namespace untorn

@@ -1,0 +1,33 @@
+// cache/race_hooks.h — test-only hooks at the extent map's revalidation points.
+//
+// Compiled in only with UNTORN_TEST_HOOKS (the tests' own build of the cache library);
+// the served plugin has none of it. Each `after_*` callback runs in the request's thread
+// at the moment a mapping has been taken and no lock is held yet, widening the race
+// window so a test can change the allocation there; each `skip_*` switches one check off,
+// so a test shows the check matters (DESIGN.md §5). Set before requests run; not
+// synchronised.
+#pragma once
+
+#include <functional>
+
+namespace untorn {
+
+struct RaceHooks {
+  // (1) read miss: the range was probed, its range lock not yet taken again.
+  std::function<void()> after_read_map;
+  bool skip_read_revalidation = false;
+  // (2) block status: the mappings were taken, the cache not yet looked at.
+  std::function<void()> after_status_map;
+  bool skip_status_revalidation = false;
+  // (3) zero / trim: the range was mapped, its range lock not yet taken.
+  std::function<void()> after_zero_map;
+  bool skip_zero_revalidation = false;
+  // (4) zero / trim: blocks of the range under writeback are not waited for.
+  bool skip_wait_for_writeback = false;
+  // (4) writeback: runs after a batch was collected, before its I/O; and a request runs
+  // on_wait_for_writeback when it is about to wait for writeback of its range.
+  std::function<void()> before_writeback_io;
+  std::function<void()> on_wait_for_writeback;
+};
+
+}  // namespace untorn
