@@ -1,1 +1,237 @@
+// Tests of cache/ExtentMap and cache/MappedDevice: lazy probing, L-honest holes, cookies
+// that move with every change, probes that race a change, bounded memory, and a model
+// check that the map never calls data zero.
 #include <gtest/gtest.h>
+
+#include <functional>
+#include <random>
+
+#include "cache/extent_map.h"
+#include "cache/mapped_device.h"
+#include "device/backing_file.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_data.h"
+
+namespace untorn {
+namespace {
+
+using testing::pattern;
+using testing::TempDir;
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+
+// Forwards to a device; after each allocation probe has its answer, runs on_probe (a
+// change that lands while the probe is on its way back).
+class ProbeRacingDevice final : public BlockDevice {
+ public:
+  explicit ProbeRacingDevice(BlockDevice& inner) : inner_(inner) {}
+  std::function<void()> on_probe;
+
+  uint64_t size() const override { return inner_.size(); }
+  uint32_t io_align() const override { return inner_.io_align(); }
+  const StorageInfo& storage() const override { return inner_.storage(); }
+  void read(uint64_t o, std::span<std::byte> d) override { inner_.read(o, d); }
+  void write(uint64_t o, std::span<const std::byte> s) override { inner_.write(o, s); }
+  void write_zeroes(uint64_t o, uint64_t l, ZeroOptions z) override { inner_.write_zeroes(o, l, z); }
+  void sync() override { inner_.sync(); }
+  std::vector<Extent> extents(uint64_t o, uint64_t l) override { return inner_.extents(o, l); }
+  Extent allocation_at(uint64_t o, uint64_t limit) override {
+    Extent e = inner_.allocation_at(o, limit);
+    if (auto f = std::exchange(on_probe, nullptr)) f();
+    return e;
+  }
+
+ private:
+  BlockDevice& inner_;
+};
+
+class ExtentMapTest : public ::testing::Test {
+ protected:
+  void open(uint64_t size) {
+    Config::Backing b;
+    b.path = dir_.file("d.img");
+    b.size = size;
+    dev_ = BackingFile::open(b, 4096);
+  }
+  bool reads_zero(uint64_t offset, uint64_t length) {
+    std::vector<std::byte> v(length);
+    dev_->read(offset, v);
+    return std::all_of(v.begin(), v.end(), [](std::byte b) { return b == std::byte{0}; });
+  }
+
+  TempDir dir_;
+  std::unique_ptr<BackingFile> dev_;
+};
+
+TEST_F(ExtentMapTest, OneProbeMapsAWholeExtentAndLaterLookupsNeedNone) {
+  open(256 * kMiB);
+  dev_->write(kMiB, pattern(65536, 1));
+  dev_->write(3 * kMiB, pattern(4096, 2));
+  ExtentMap map(*dev_, 4096, {});
+  auto m = map.map(0, 256 * kMiB);
+  EXPECT_EQ(m.offset, 0u);
+  EXPECT_EQ(m.length, kMiB);
+  EXPECT_EQ(m.state, Allocation::hole);
+  EXPECT_TRUE(map.still_valid(m));
+  EXPECT_EQ(map.stats().probes, 2u);  // the hole, and the data run after it
+  auto d = map.map(kMiB, 256 * kMiB);
+  EXPECT_EQ(d.state, Allocation::data);
+  EXPECT_EQ(d.length, 65536u);
+  EXPECT_EQ(map.stats().probes, 2u);  // known already
+  EXPECT_FALSE(map.lookup(kMiB + 65536, 256 * kMiB).has_value());  // not probed yet
+  auto h = map.map(kMiB + 65536, 256 * kMiB);
+  EXPECT_EQ(h.state, Allocation::hole);
+  EXPECT_EQ(h.end(), 3 * kMiB);
+  // Clipped to what was asked.
+  EXPECT_EQ(map.map(0, 4096).length, 4096u);
+}
+
+TEST_F(ExtentMapTest, AHoleNeverCoversPartOfALogicalBlock) {
+  open(4 * kMiB);
+  dev_->write(65536 + 8192, pattern(4096, 3));  // inside the second 64K block
+  ExtentMap map(*dev_, 65536, {});
+  auto h = map.map(0, 4 * kMiB);
+  EXPECT_EQ(h.state, Allocation::hole);
+  EXPECT_EQ(h.length, 65536u);
+  auto d = map.map(65536, 4 * kMiB);
+  EXPECT_EQ(d.state, Allocation::data);
+  EXPECT_EQ(d.length, 65536u);  // the whole partly allocated block
+  EXPECT_EQ(map.map(131072, 4 * kMiB).state, Allocation::hole);
+}
+
+TEST_F(ExtentMapTest, EveryChangeInvalidatesTheMappingsOfItsShardOnly) {
+  open(256 * kMiB);
+  ExtentMap map(*dev_, 4096, {.max_entries = 1 << 16, .shard_bytes = 64 * kMiB});
+  auto here = map.map(0, 64 * kMiB);
+  auto there = map.map(128 * kMiB, 192 * kMiB);
+  map.begin_change(32 * kMiB, 4096);
+  EXPECT_FALSE(map.still_valid(here));
+  EXPECT_TRUE(map.still_valid(there));
+  // While the change runs its range reads as data; a mapping taken now dies at its end.
+  auto during = map.lookup(32 * kMiB, 64 * kMiB);
+  ASSERT_TRUE(during.has_value());
+  EXPECT_EQ(during->state, Allocation::data);
+  auto before_range = map.lookup(0, 64 * kMiB);
+  ASSERT_TRUE(before_range.has_value());
+  EXPECT_TRUE(map.still_valid(*before_range));
+  map.end_change(32 * kMiB, 4096, Allocation::data);
+  EXPECT_FALSE(map.still_valid(*during));
+  EXPECT_FALSE(map.still_valid(*before_range));
+  EXPECT_TRUE(map.still_valid(there));
+  auto after = map.map(0, 64 * kMiB);
+  EXPECT_TRUE(map.still_valid(after));
+  EXPECT_EQ(after.end(), 32 * kMiB);
+}
+
+TEST_F(ExtentMapTest, ProbeRacingAChangeIsNeverStored) {
+  open(64 * kMiB);
+  ProbeRacingDevice racing(*dev_);
+  ExtentMap map(racing, 4096, {});
+  const auto data = pattern(4096, 4);
+  // The probe sees a hole; before it is stored, a write lands there.
+  racing.on_probe = [&] {
+    map.begin_change(0, 4096);
+    dev_->write(0, data);
+    map.end_change(0, 4096, Allocation::data);
+  };
+  auto stale = map.map(0, 64 * kMiB);
+  EXPECT_EQ(stale.state, Allocation::hole);  // what the probe saw...
+  EXPECT_FALSE(map.still_valid(stale));      // ...is never valid
+  EXPECT_EQ(map.stats().stale_probes, 1u);
+  auto now = map.map(0, 64 * kMiB);
+  EXPECT_EQ(now.state, Allocation::data);
+  EXPECT_EQ(now.length, 4096u);
+}
+
+TEST_F(ExtentMapTest, AProbeWhileAChangeRunsIsHandedOutInvalid) {
+  open(64 * kMiB);
+  ExtentMap map(*dev_, 4096, {});
+  map.begin_change(8 * kMiB, 4096);
+  auto m = map.map(0, 64 * kMiB);
+  EXPECT_FALSE(map.still_valid(m));
+  EXPECT_FALSE(map.lookup(0, 64 * kMiB).has_value());  // not stored
+  map.end_change(8 * kMiB, 4096, std::nullopt);
+  EXPECT_TRUE(map.still_valid(map.map(0, 64 * kMiB)));
+}
+
+TEST_F(ExtentMapTest, AFailedChangeForgetsItsRange) {
+  open(64 * kMiB);
+  ExtentMap map(*dev_, 4096, {});
+  EXPECT_EQ(map.map(0, 64 * kMiB).state, Allocation::hole);
+  map.begin_change(0, 65536);
+  map.end_change(0, 65536, std::nullopt);
+  EXPECT_FALSE(map.lookup(0, 64 * kMiB).has_value());
+  EXPECT_TRUE(map.lookup(65536, 64 * kMiB).has_value());
+}
+
+TEST_F(ExtentMapTest, ZeroesMakeWholeBlocksZeroOrHoleAndLeavePartialBlocksData) {
+  open(16 * kMiB);
+  dev_->write(0, pattern(kMiB, 5));
+  ExtentMap map(*dev_, 4096, {});
+  MappedDevice mapped(*dev_, map);
+  EXPECT_EQ(map.map(0, 16 * kMiB).state, Allocation::data);
+  mapped.write_zeroes(6144, 16384, {});  // blocks 8K..20K whole, 4K..8K and 20K..24K in part
+  auto edge = map.lookup(4096, 16 * kMiB);
+  ASSERT_TRUE(edge.has_value());
+  EXPECT_EQ(edge->state, Allocation::data);
+  EXPECT_EQ(edge->end(), 8192u);
+  auto zero = map.lookup(8192, 16 * kMiB);
+  ASSERT_TRUE(zero.has_value());
+  EXPECT_EQ(zero->state, Allocation::zero);
+  EXPECT_EQ(zero->end(), 20480u);
+  EXPECT_EQ(map.lookup(20480, 16 * kMiB)->state, Allocation::data);
+  mapped.write_zeroes(65536, 65536, {.may_punch = true, .fast_only = false});
+  EXPECT_EQ(map.lookup(65536, 16 * kMiB)->state, Allocation::hole);
+  EXPECT_TRUE(reads_zero(65536, 65536));
+  mapped.write(65536 + 4096, pattern(4096, 6));
+  EXPECT_EQ(map.lookup(65536, 16 * kMiB)->end(), 65536u + 4096);
+  EXPECT_EQ(map.lookup(65536 + 4096, 16 * kMiB)->state, Allocation::data);
+}
+
+TEST_F(ExtentMapTest, MemoryStaysBoundedAndAnswersStayRight) {
+  open(128 * kMiB);
+  for (uint64_t at = 0; at < 128 * kMiB; at += 65536) dev_->write(at, pattern(4096, at));
+  ExtentMap map(*dev_, 4096, {.max_entries = 256, .shard_bytes = 4 * kMiB});
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint64_t at = 0; at < 128 * kMiB;) {
+      auto m = map.map(at, 128 * kMiB);
+      const bool data = at % 65536 == 0;
+      ASSERT_EQ(m.state, data ? Allocation::data : Allocation::hole) << at;
+      ASSERT_EQ(m.end(), data ? at + 4096 : (at / 65536 + 1) * 65536) << at;
+      ASSERT_LE(map.stats().entries, 256u + 2);
+      at = m.end();
+    }
+  }
+  EXPECT_GT(map.stats().dropped_entries, 0u);
+  EXPECT_LT(map.stats().memory_bytes, 64u * 1024);
+}
+
+// Random writes, zeroes and punches through the MappedDevice: whatever the map says is
+// hole or zero reads as zeroes on the device, every time (E1 at the map's level).
+TEST_F(ExtentMapTest, RandomChangesNeverLeaveDataCalledZero) {
+  open(32 * kMiB);
+  ExtentMap map(*dev_, 4096, {.max_entries = 512, .shard_bytes = 4 * kMiB});
+  MappedDevice mapped(*dev_, map);
+  std::mt19937_64 rng(7);
+  for (int op = 0; op < 400; ++op) {
+    const uint64_t len = 4096 * (1 + rng() % 64);
+    const uint64_t off = 4096 * (rng() % (32 * kMiB / 4096 - len / 4096));
+    switch (rng() % 3) {
+      case 0: mapped.write(off, pattern(len, static_cast<uint64_t>(op) + 1)); break;
+      case 1: mapped.write_zeroes(off, len, {}); break;
+      default: mapped.write_zeroes(off, len, {.may_punch = true, .fast_only = false}); break;
+    }
+    for (int q = 0; q < 8; ++q) {
+      const uint64_t at = 4096 * (rng() % (32 * kMiB / 4096));
+      auto m = map.map(at, 32 * kMiB);
+      ASSERT_TRUE(map.still_valid(m));
+      if (m.state != Allocation::data) {
+        ASSERT_TRUE(reads_zero(m.offset, m.length)) << "op " << op << " at " << at;
+      }
+    }
+  }
+  EXPECT_GT(map.stats().hits, 0u);
+}
+
+}  // namespace
+}  // namespace untorn

@@ -1,1 +1,168 @@
+// The extent map's revalidation points under deterministic races (DESIGN.md §5). Each test
+// uses a test-only hook (cache/race_hooks.h) to change the allocation inside the window
+// between taking a mapping and acting on it; with the check the answer is right, and
+// with the check switched off by its hook the same race corrupts data or the reply:
+// the proof each check matters.
 #include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "cache/cached_path.h"
+#include "tests/support/journaled_backing.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_data.h"
+
+namespace untorn {
+namespace {
+
+using testing::pattern;
+using testing::TempDir;
+
+constexpr uint64_t kSize = 64 << 20;
+constexpr uint64_t kAt = 8 << 20;  // where the racing write lands
+const std::vector<std::byte> kZeroes(65536);
+
+class ExtentRaceTest : public ::testing::TestWithParam<bool> {
+ protected:
+  // GetParam(): whether the check under test is switched off.
+  bool check_off() const { return GetParam(); }
+
+  void SetUp() override {
+    stack_ = std::make_unique<testing::JournaledBacking>(dir_, kSize);
+    Config::Cache c;
+    c.size = 16 << 20;
+    c.folio_max = 2 << 20;
+    path_ = std::make_unique<CachedPath>(*stack_->mapped, *stack_->map, *stack_->writer, c, 4096, 65536);
+  }
+  void TearDown() override { path_.reset(); }
+
+  std::vector<std::byte> read(uint64_t offset, size_t n) {
+    std::vector<std::byte> v(n);
+    path_->read(offset, v);
+    return v;
+  }
+  // A write that reaches the device and leaves nothing cached: only the extent map (and
+  // its cookies) can tell anyone it happened.
+  void write_behind_the_cache(uint64_t offset, const std::vector<std::byte>& data) {
+    path_->write(offset, data, false);
+    path_->flush();
+    ASSERT_TRUE(path_->folio_cache().evict_to_fit(path_->folio_cache().budget()));
+  }
+  bool is_data_at(const std::vector<Extent>& extents, uint64_t at) {
+    for (const Extent& e : extents)
+      if (e.offset <= at && at < e.offset + e.length) return e.data;
+    ADD_FAILURE() << "no extent covers " << at;
+    return false;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<testing::JournaledBacking> stack_;
+  std::unique_ptr<CachedPath> path_;
+};
+
+// (1) A read miss probes the allocation with no lock held, then takes the range lock and
+// zero-fills what the probe called a hole. A write, its writeback and its eviction in
+// between make that hole data; a stale mapping would return (and cache) zeroes.
+TEST_P(ExtentRaceTest, ReadMissRevalidatesAMappingProbedBeforeTheLock) {
+  const auto data = pattern(65536, 1);
+  path_->race_hooks().skip_read_revalidation = check_off();
+  path_->race_hooks().after_read_map = [&, fired = false]() mutable {
+    if (std::exchange(fired, true)) return;  // once
+    write_behind_the_cache(kAt, data);
+  };
+  const auto got = read(kAt, 65536);
+  if (check_off()) {
+    EXPECT_EQ(got, kZeroes) << "the stale hole was not used: the race did not happen";
+  } else {
+    EXPECT_EQ(got, data);
+    EXPECT_GT(path_->counters().stale_mappings, 0u);
+  }
+}
+
+// (2) Block status takes mappings, then looks at the cache for dirty data. A write
+// cached, written back and evicted in between is in neither view; a stale mapping would
+// report it as a hole (E1).
+TEST_P(ExtentRaceTest, BlockStatusRevalidatesMappingsAfterLookingAtTheCache) {
+  const auto data = pattern(65536, 2);
+  path_->race_hooks().skip_status_revalidation = check_off();
+  path_->race_hooks().after_status_map = [&, fired = false]() mutable {
+    if (std::exchange(fired, true)) return;  // once
+    write_behind_the_cache(kAt, data);
+  };
+  const auto extents = path_->extents(0, 16 << 20);
+  EXPECT_EQ(read(kAt, 65536), data);
+  if (check_off())
+    EXPECT_FALSE(is_data_at(extents, kAt)) << "the race did not happen";
+  else
+    EXPECT_TRUE(is_data_at(extents, kAt)) << "data reported as a hole (E1)";
+}
+
+// (3) A zero maps its range before taking the exclusive lock, and skips the device when
+// the range already reads as zeroes. A write landing in between makes that stale; a
+// skipped zero would leave the data there (T1).
+TEST_P(ExtentRaceTest, ZeroRevalidatesAMappingTakenBeforeTheLock) {
+  const auto data = pattern(65536, 3);
+  path_->race_hooks().skip_zero_revalidation = check_off();
+  path_->race_hooks().after_zero_map = [&, fired = false]() mutable {
+    if (std::exchange(fired, true)) return;  // once
+    write_behind_the_cache(kAt, data);
+  };
+  // 1 MiB: larger than A, so it goes to the device (not a cached write of zeroes).
+  path_->zero(kAt - 65536, 1 << 20, {.may_punch = true, .fast_only = false}, false);
+  const auto got = read(kAt, 65536);
+  if (check_off()) {
+    EXPECT_EQ(got, data) << "the zero was not skipped: the race did not happen";
+  } else {
+    EXPECT_EQ(got, kZeroes) << "zeroed data came back (T1)";
+  }
+}
+
+// (4) Writeback of a write collects it, then writes it with no lock held. A trim of the
+// same range in between must wait for that write, or it lands after the trim and brings
+// the data back (T1).
+TEST_P(ExtentRaceTest, TrimNeverLosesToAWritebackInFlight) {
+  const auto data = pattern(65536, 4);
+  path_->write(kAt, data, false);
+  path_->race_hooks().skip_wait_for_writeback = check_off();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool trim_done = false, trim_waiting = false;
+  path_->race_hooks().on_wait_for_writeback = [&] {
+    std::lock_guard lk(mu);
+    trim_waiting = true;
+    cv.notify_all();
+  };
+  std::thread trimmer;
+  path_->race_hooks().before_writeback_io = [&, fired = false]() mutable {
+    if (std::exchange(fired, true)) return;  // once
+    trimmer = std::thread([&] {
+      path_->trim(kAt - 65536, 1 << 20, false);
+      std::lock_guard lk(mu);
+      trim_done = true;
+      cv.notify_all();
+    });
+    // The trim either finishes (it did not wait) or is waiting for this writeback.
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return trim_done || trim_waiting; });
+  };
+  path_->flush();
+  trimmer.join();
+  EXPECT_TRUE(trim_done);
+  EXPECT_NE(trim_waiting, check_off());
+  const auto got = read(kAt, 65536);
+  if (check_off())
+    EXPECT_EQ(got, data) << "the writeback did not land after the trim: the race did not happen";
+  else
+    EXPECT_EQ(got, kZeroes) << "trimmed data came back from a late writeback (T1)";
+}
+
+INSTANTIATE_TEST_SUITE_P(, ExtentRaceTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "CheckOffCorrupts" : "CheckOnIsRight";
+                         });
+
+}  // namespace
+}  // namespace untorn
