@@ -58,6 +58,7 @@ struct Op {
   enum class Kind { write, zero, trim, flush } kind;
   uint64_t offset = 0, length = 0;
   bool fua = false;
+  bool may_punch = false;  // zeroes: without NBD_CMD_FLAG_NO_HOLE
   bool eligible = false;
   size_t start = 0, end = 0;  // log positions before and after the op
 };
@@ -124,6 +125,8 @@ Recording record_workload(const Scenario& s, uint64_t seed) {
       op.kind = rng() % 2 ? Op::Kind::zero : Op::Kind::trim;
       op.length = s.L * (1 + rng() % (2 * s.A / s.L));
       op.offset = s.L * (rng() % (blocks - op.length / s.L + 1));
+      op.fua = rng() % 3 == 0;        // D2 for zeroes and trims too
+      op.may_punch = rng() % 2 == 0;  // zeroes with and without NBD_CMD_FLAG_NO_HOLE
     } else if (r < 92) {
       op.kind = Op::Kind::flush;
     } else {  // FUA write
@@ -142,8 +145,10 @@ Recording record_workload(const Scenario& s, uint64_t seed) {
         path.write(op.offset, data, op.fua);
         break;
       }
-      case Op::Kind::zero: path.zero(op.offset, op.length, {}, false); break;
-      case Op::Kind::trim: path.trim(op.offset, op.length, false); break;
+      case Op::Kind::zero:
+        path.zero(op.offset, op.length, {.may_punch = op.may_punch, .fast_only = false}, op.fua);
+        break;
+      case Op::Kind::trim: path.trim(op.offset, op.length, op.fua); break;
       case Op::Kind::flush: path.flush(); break;
     }
     op.end = rec.recorder.position();
