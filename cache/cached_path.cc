@@ -428,12 +428,13 @@ void CachedPath::trim(uint64_t offset, uint64_t length, bool fua) {
 
 bool CachedPath::already_zero(const std::vector<ExtentMap::Mapping>& mappings, uint64_t b,
                               uint64_t e, ZeroOptions options) const {
-  // A zero the client wants left allocated (NBD_CMD_FLAG_NO_HOLE: no may_punch) is
-  // skipped only over allocated zeroes; one that may punch, over holes too.
+  // Skipped only where the range already is what the zero would make it: holes for a
+  // trim or a zero that may punch (a trim over allocated zeroes still frees the space),
+  // allocated zeroes for one the client wants left allocated (NBD_CMD_FLAG_NO_HOLE).
+  const Allocation wanted = options.may_punch ? Allocation::hole : Allocation::zero;
   uint64_t pos = b;
   for (const ExtentMap::Mapping& m : mappings) {
-    if (m.offset != pos) return false;
-    if (m.state == Allocation::data || (m.state == Allocation::hole && !options.may_punch)) return false;
+    if (m.offset != pos || m.state != wanted) return false;
     pos = m.end();
   }
   return pos >= e;

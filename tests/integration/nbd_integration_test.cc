@@ -181,6 +181,95 @@ TEST_F(IntegrationTest, RandomOperationsMatchAModel) {
   EXPECT_TRUE(file == model);
 }
 
+// Four connections at once, each in its own quarter of the device, through a cache small
+// enough to force writeback and eviction: writes, trims and zeroes (with and without
+// NO_HOLE and FUA), reads, flushes and block status (with and without REQ_ONE) against a
+// byte model. Block status never calls data zero (E1), REQ_ONE gets one extent from the
+// asked offset, and a range just trimmed is reported as a hole (the extent map keeps up).
+TEST_F(IntegrationTest, ConcurrentConnectionsMatchAModelWithBlockStatus) {
+  start({"cache.size=4M", "cache.folio_max=256K"});
+  constexpr int kConns = 4;
+  constexpr uint64_t kSlice = kSize / kConns;
+  std::atomic<int> failures{0};
+  std::atomic<uint64_t> statuses{0}, holes_seen{0};
+  auto worker = [&](int id) {
+    auto fail = [&](const std::string& what) {
+      ADD_FAILURE() << "connection " << id << ": " << what;
+      ++failures;
+    };
+    NbdHandle h = connect();
+    const uint64_t base = kSlice * static_cast<uint64_t>(id);
+    std::vector<char> model(kSlice, 0);
+    std::mt19937_64 rng(1000 + static_cast<uint64_t>(id));
+    auto status = [&](uint64_t off, uint64_t len, bool req_one, bool expect_hole) {
+      std::vector<std::tuple<uint64_t, uint32_t, uint32_t>> ext;
+      nbd_extent_callback cb{.callback = extent_cb, .user_data = &ext, .free = nullptr};
+      if (nbd_block_status(h.get(), len, base + off, cb, req_one ? LIBNBD_CMD_FLAG_REQ_ONE : 0) != 0)
+        return fail(std::string("block status: ") + nbd_get_error());
+      ++statuses;
+      if (ext.empty() || std::get<0>(ext.front()) != base + off) return fail("block status not from the offset");
+      if (req_one && ext.size() != 1) return fail("REQ_ONE answered with " + std::to_string(ext.size()) + " extents");
+      for (auto [e_off, e_len, flags] : ext) {
+        const uint64_t from = e_off - base, to = std::min(from + e_len, off + len);
+        if (expect_hole && !(flags & LIBNBD_STATE_HOLE))
+          return fail("a range just trimmed is not reported as a hole at " + std::to_string(from));
+        if (flags & LIBNBD_STATE_HOLE) ++holes_seen;
+        if (!(flags & LIBNBD_STATE_ZERO)) continue;
+        for (uint64_t b = from; b < to; ++b)
+          if (model[b] != 0) return fail("block status says zero over data at " + std::to_string(base + b));
+      }
+    };
+    for (int i = 0; i < 600 && failures == 0; ++i) {
+      size_t len = rng() % 3 ? 4096 * (1 + rng() % 48) : 1 + rng() % 300000;
+      uint64_t off = rng() % (kSlice - len);
+      if (rng() % 4) off = off / 4096 * 4096;
+      const uint32_t fua = rng() % 6 == 0 ? LIBNBD_CMD_FLAG_FUA : 0;
+      switch (rng() % 8) {
+        case 0:
+        case 1: {
+          auto data = random_bytes(rng, len);
+          if (nbd_pwrite(h.get(), data.data(), len, base + off, fua) != 0) return fail(nbd_get_error());
+          std::memcpy(model.data() + off, data.data(), len);
+          break;
+        }
+        case 2: {
+          if (nbd_trim(h.get(), len, base + off, fua) != 0) return fail(nbd_get_error());
+          std::memset(model.data() + off, 0, len);
+          const uint64_t b = (off + 4095) / 4096 * 4096, e = (off + len) / 4096 * 4096;
+          if (e > b) status(b, e - b, rng() % 2, true);
+          break;
+        }
+        case 3: {
+          const uint32_t flags = fua | (rng() % 2 ? LIBNBD_CMD_FLAG_NO_HOLE : 0);
+          if (nbd_zero(h.get(), len, base + off, flags) != 0) return fail(nbd_get_error());
+          std::memset(model.data() + off, 0, len);
+          break;
+        }
+        case 4:
+        case 5: status(off / 4096 * 4096, std::min<uint64_t>(kSlice - off / 4096 * 4096, len + (rng() % 2 ? kSlice : 0)), rng() % 2, false); break;
+        case 6:
+          if (nbd_flush(h.get(), 0) != 0) return fail(nbd_get_error());
+          break;
+        default: {
+          std::vector<char> got(len);
+          if (nbd_pread(h.get(), got.data(), len, base + off, 0) != 0) return fail(nbd_get_error());
+          if (std::memcmp(got.data(), model.data() + off, len) != 0)
+            return fail("read mismatch at " + std::to_string(base + off) + " +" + std::to_string(len));
+        }
+      }
+    }
+    std::vector<char> all(kSlice);
+    if (nbd_pread(h.get(), all.data(), kSlice, base, 0) != 0) return fail(nbd_get_error());
+    if (all != model) fail("final contents differ from the model");
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kConns; ++i) threads.emplace_back(worker, i);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_GT(statuses, 400u);
+  EXPECT_GT(holes_seen, 50u);
+}
+
 TEST_F(IntegrationTest, MultiConnCoherence) {
   start();
   auto a = connect();
