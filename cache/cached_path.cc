@@ -119,51 +119,54 @@ uint64_t CachedPath::readahead_end(uint64_t offset, uint64_t length) {
   return std::min(size(), align_up(end + window));
 }
 
+std::optional<ExtentMap::Mapping> CachedPath::mapping_at(uint64_t pos, uint64_t limit,
+                                                         ReadMappings& mappings) {
+  auto& probed = mappings.probed;
+  for (auto it = probed.begin(); it != probed.end(); ++it) {
+    if (pos < it->offset || pos >= it->end()) continue;
+    // Revalidation point (1). This mapping was probed before the read took its range
+    // lock (the probe runs with no lock held). In between, a write of these blocks, its
+    // writeback and the eviction of its folio may have turned the hole into data:
+    // zero-filling from the old mapping would return zeroes for that data, and cache
+    // them. Valid still means no change began in its shard since the probe.
+    // Test: ExtentRaceTest.ReadMissRevalidatesAMappingProbedBeforeTheLock.
+    if (RACE_CHECK_SKIPPED(skip_read_revalidation) || map_.still_valid(*it))
+      return ExtentMap::Mapping{pos, it->end() - pos, it->state, it->cookie};
+    stats_.add(stats_.stale_mappings);
+    probed.erase(it);
+    break;
+  }
+  // Under the shared range lock the allocation of a block missing from the cache cannot
+  // change: every request that changes the device range holds it exclusive, and
+  // writeback only writes blocks that are dirty in the cache, which a missing block is
+  // not. What the map knows now is current.
+  return map_.lookup(pos, limit);
+}
+
+CachedPath::Run CachedPath::run_of(uint64_t pos, uint64_t limit, const ExtentMap::Mapping& m) const {
+  // Zero-fill whole cache blocks only; data may round outwards (the safe direction).
+  if (m.state != Allocation::data) {
+    const uint64_t to = std::min(limit, align_down(m.end()));
+    if (to > pos) return {to, true};
+  }
+  return {std::min(limit, align_up(m.end())), false};
+}
+
 uint64_t CachedPath::load(uint64_t s, uint64_t t, std::byte* into, ReadMappings& mappings) {
   for (uint64_t pos = s; pos < t;) {
-    std::optional<ExtentMap::Mapping> m;
+    Run run{t, false};
     if (mappings.use_map) {
-      auto& probed = mappings.probed;
-      for (auto it = probed.begin(); it != probed.end(); ++it) {
-        if (pos < it->offset || pos >= it->end()) continue;
-        // Revalidation point (1). This mapping was probed before the read took its range
-        // lock (the probe runs with no lock held). In between, a write of these blocks,
-        // its writeback and the eviction of its folio may have turned the hole into data:
-        // zero-filling from the old mapping would return zeroes for that data, and cache
-        // them. Valid still means no change began in its shard since the probe.
-        // Test: ExtentRaceTest.ReadMissRevalidatesAMappingProbedBeforeTheLock.
-        if (RACE_CHECK_SKIPPED(skip_read_revalidation) || map_.still_valid(*it)) {
-          m = ExtentMap::Mapping{pos, it->end() - pos, it->state, it->cookie};
-        } else {
-          stats_.add(stats_.stale_mappings);
-          probed.erase(it);
-        }
-        break;
-      }
-      // Under the shared range lock the allocation of a block missing from the cache
-      // cannot change: every request that changes the device range holds it exclusive,
-      // and writeback only writes blocks that are dirty in the cache, which a missing
-      // block is not. What the map knows now is current.
-      if (!m) m = map_.lookup(pos, t);
+      auto m = mapping_at(pos, t, mappings);
       if (!m) return pos;
+      run = run_of(pos, t, *m);
     }
-    // Zero-fill whole cache blocks only; data may round outwards (the safe direction).
-    bool zeroes = m && m->state != Allocation::data;
-    uint64_t to = t;
-    if (m) {
-      to = std::min(t, zeroes ? align_down(m->end()) : align_up(m->end()));
-      if (to <= pos) {
-        zeroes = false;
-        to = std::min(t, align_up(m->end()));
-      }
-    }
-    if (zeroes) {
-      std::memset(into + (pos - s), 0, to - pos);
-      stats_.add(stats_.hole_fill_bytes, to - pos);
+    if (run.zeroes) {
+      std::memset(into + (pos - s), 0, run.to - pos);
+      stats_.add(stats_.hole_fill_bytes, run.to - pos);
     } else {
-      device_.read(pos, {into + (pos - s), to - pos});
+      device_.read(pos, {into + (pos - s), run.to - pos});
     }
-    pos = to;
+    pos = run.to;
   }
   return kFilled;
 }
@@ -176,12 +179,25 @@ uint64_t CachedPath::fill(uint64_t b0, uint64_t b1, uint64_t offset, std::span<s
     if (s < t) std::memcpy(dst.data() + (s - offset), src_at + (s - from), t - s);
   };
   for (uint64_t pos = b0; pos < b1;) {
-    FolioCache::Ref f;
-    if (populate) {
+    FolioCache::Ref f = cache_.find(pos);
+    if (!f && populate && mappings.use_map) {
+      // Nothing cached here: a hole or zeroes (by the map) go to the client as zeroes and
+      // take no cache memory; anything else is read into a new folio.
+      auto m = mapping_at(pos, b1, mappings);
+      if (!m) return pos;
+      const Run run = run_of(pos, b1, *m);
+      if (run.zeroes) {
+        const uint64_t to = cache_.next_folio(pos, run.to);
+        const uint64_t zs = std::max(pos, offset), zt = std::min(to, end);
+        if (zs < zt) std::memset(dst.data() + (zs - offset), 0, zt - zs);
+        stats_.add(stats_.hole_fill_bytes, to - pos);
+        pos = to;
+        continue;
+      }
+    }
+    if (!f && populate) {
       bool created;
       f = cache_.find_or_create(pos, b0, b1, &created);
-    } else {
-      f = cache_.find(pos);
     }
     if (!f) {
       // Not cached and not to be: straight from the device.

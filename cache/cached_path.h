@@ -109,6 +109,16 @@ class CachedPath final : public RequestPath {
   // offset+dst needed the device (blocks past it are read-ahead).
   uint64_t fill(uint64_t b0, uint64_t b1, uint64_t offset, std::span<std::byte> dst, bool populate,
                 ReadMappings& mappings, bool* missed);
+  // The mapping at `pos` a read may act on: a probed one still valid, or what the map
+  // knows; nullopt where a probe is needed first.
+  std::optional<ExtentMap::Mapping> mapping_at(uint64_t pos, uint64_t limit, ReadMappings& mappings);
+  // From `pos` (block aligned) under mapping `m`, up to `limit`: where the run ends and
+  // whether it may be zero-filled (whole cache blocks of hole or zero).
+  struct Run {
+    uint64_t to;
+    bool zeroes;
+  };
+  Run run_of(uint64_t pos, uint64_t limit, const ExtentMap::Mapping& m) const;
   // Loads device range [s, t) into `into`: what the map vouches reads as zeroes is
   // zero-filled, the rest read. Returns kFilled or where a probe is needed first.
   uint64_t load(uint64_t s, uint64_t t, std::byte* into, ReadMappings& mappings);
