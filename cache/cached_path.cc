@@ -428,6 +428,15 @@ void CachedPath::write(uint64_t offset, std::span<const std::byte> src, bool fua
 void CachedPath::zero(uint64_t offset, uint64_t length, ZeroOptions options, bool fua) {
   check_request_range(size(), offset, length, ENOSPC, "zero");
   if (length == 0) return;
+  if (options.fast_only) {
+    // NBD_CMD_FLAG_FAST_ZERO: fail at once, before anything changes, where zeroing would
+    // mean writing: a block covered in part is read, modified and written.
+    if (offset % block_ != 0 || (offset + length) % block_ != 0)
+      throw IoError(ENOTSUP, "fast zero unsupported: the range does not cover whole blocks of " +
+                                 std::to_string(block_) + " bytes, which would have to be written");
+    zero_range(offset, length, options, fua);  // already zero, or deallocated by the device
+    return;
+  }
   // An eligible zero is one crash-atomic group like any eligible write: cache it.
   if (atomic_eligible(offset, length, logical_block_size_, atomic_write_unit_max_)) {
     write_request(offset, length, nullptr, fua);
@@ -498,8 +507,10 @@ void CachedPath::zero_range(uint64_t offset, uint64_t length, ZeroOptions option
     stats_.add(stats_.zero_skips);
     if (durable) writer_.flush();  // the hole may not be durable yet
   } else {
-    // The device first: if a fast zero is refused, nothing has changed.
-    writer_.zero(mid_b, mid_e - mid_b, options, false, durable);
+    // The device first: if a fast zero is refused, nothing has changed. An eligible zero
+    // (a fast one comes here) is one crash-atomic operation there too.
+    const bool atomic = atomic_eligible(offset, length, logical_block_size_, atomic_write_unit_max_);
+    writer_.zero(mid_b, mid_e - mid_b, options, atomic, durable);
   }
   invalidate(mid_b, mid_e);
   if (offset < mid_b) write_locked(offset, mid_b - offset, nullptr, fua, &lo, &hi);

@@ -181,6 +181,10 @@ AtomicWriter::Method AtomicWriter::zero(uint64_t offset, uint64_t length, ZeroOp
                                         bool atomic, bool fua) {
   if (length == 0) return Method::in_place;
   const Method m = method_for(offset, length, atomic, /*is_zero=*/true);
+  // A journaled zero commits its record before the device is asked; a fast zero the
+  // device then refused would still be replayed. Refuse it first, changing nothing.
+  if (m == Method::journal && zero_options.fast_only)
+    throw IoError(ENOTSUP, "fast zero unsupported: this range needs the journal to stay crash-atomic");
   if (m == Method::journal)
     journaled_zero(offset, length, zero_options);
   else

@@ -351,6 +351,12 @@ std::vector<Extent> BackingFile::extents(uint64_t offset, uint64_t length) {
   return out;
 }
 
+uint64_t BackingFile::size_on_disk() const {
+  struct stat st {};
+  if (fstat(fd_, &st) != 0) throw IoError::from_errno(errno, "fstat of " + path_);
+  return static_cast<uint64_t>(st.st_size);
+}
+
 Extent BackingFile::allocation_at(uint64_t offset, uint64_t limit) {
   if (offset >= limit || limit > size_)
     throw IoError(EINVAL, "allocation probe beyond the end of the backing file");

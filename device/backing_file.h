@@ -33,6 +33,8 @@ class BackingFile final : public BlockDevice {
   uint64_t inode() const { return inode_; }
   uint64_t device_number() const { return device_number_; }
   const std::string& path() const { return path_; }
+  // The file's size now (fstat): differs from size() only if something else resized it.
+  uint64_t size_on_disk() const;
 
   void read(uint64_t offset, std::span<std::byte> dst) override;
   void write(uint64_t offset, std::span<const std::byte> src) override;

@@ -88,17 +88,38 @@ void Server::check_journal_mode() const {
 
 void Server::start(bool log_stats, std::chrono::seconds stats_interval) {
   log_stats_ = log_stats;
-  std::function<void()> tick;
-  if (log_stats) {
-    auto next = std::make_shared<std::chrono::steady_clock::time_point>(
-        std::chrono::steady_clock::now() + stats_interval);
-    tick = [this, next, stats_interval] {
-      if (std::chrono::steady_clock::now() < *next) return;
-      *next = std::chrono::steady_clock::now() + stats_interval;
-      log_info("stats: " + stats_line());
-    };
-  }
+  auto next = std::make_shared<std::chrono::steady_clock::time_point>(
+      std::chrono::steady_clock::now() + stats_interval);
+  // About once a second, in the first writeback thread.
+  auto tick = [this, next, stats_interval, log_stats] {
+    try {
+      check_backing(true);
+    } catch (const IoError&) {
+      // Logged once by check_backing; requests fail from now on.
+    }
+    if (!log_stats || std::chrono::steady_clock::now() < *next) return;
+    *next = std::chrono::steady_clock::now() + stats_interval;
+    log_info("stats: " + stats_line());
+  };
   path_->start_background(std::move(tick));
+}
+
+void Server::check_backing(bool probe_now) {
+  if (probe_now && !backing_changed_.load(std::memory_order_acquire)) {
+    const uint64_t now = device_->size_on_disk();
+    if (now != device_->size()) {
+      std::call_once(backing_changed_logged_, [&] {
+        backing_changed_message_ =
+            "the backing file " + device_->path() + " changed size behind the server (served " +
+            std::to_string(device_->size()) + " bytes, the file now has " + std::to_string(now) +
+            "); refusing writes: changing the backing file while untorn serves it is not "
+            "supported (stop untorn, fix the file or set backing.size, and start it again)";
+        log_warning(backing_changed_message_);
+        backing_changed_.store(true, std::memory_order_release);
+      });
+    }
+  }
+  if (backing_changed_.load(std::memory_order_acquire)) throw IoError(EIO, backing_changed_message_);
 }
 
 std::string Server::stats_line() {

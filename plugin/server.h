@@ -13,7 +13,9 @@
 #include <memory>
 #include <string>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 
 #include "cache/cached_path.h"
 #include "cache/request_path.h"
@@ -44,6 +46,11 @@ class Server {
   // stopped. Errors are logged (the data stays in the journal/cache state they reached).
   void shutdown();
   std::string stats_line();
+  // Changing the backing file behind a running server is not supported: once its size is
+  // seen to differ from the served size (probe_now: look now; else what the last look, at
+  // a flush or the once-a-second tick, found), every write, zero, trim and flush fails
+  // with EIO and a message saying so. Throws IoError.
+  void check_backing(bool probe_now);
   // "untorn: logical_block_size=4096 atomic_write_unit_max=65536 ..."
   const std::string& description() const { return description_; }
 
@@ -68,6 +75,9 @@ class Server {
   std::unique_ptr<AtomicWriter> writer_;
   std::unique_ptr<CachedPath> path_;
   bool log_stats_ = false;
+  std::atomic<bool> backing_changed_{false};
+  std::once_flag backing_changed_logged_;
+  std::string backing_changed_message_;  // set once, before backing_changed_
   std::string description_;
 };
 

@@ -161,21 +161,29 @@ int untorn_pread(void* handle, void* buf, uint32_t count, uint64_t offset, uint3
 
 int untorn_pwrite(void* handle, const void* buf, uint32_t count, uint64_t offset, uint32_t flags) {
   return guarded("pwrite", [&] {
+    srv(handle).check_backing(false);
     srv(handle).path().write(offset, {static_cast<const std::byte*>(buf), count},
                              flags & NBDKIT_FLAG_FUA);
   });
 }
 
 int untorn_flush(void* handle, uint32_t) {
-  return guarded("flush", [&] { srv(handle).path().flush(); });
+  return guarded("flush", [&] {
+    srv(handle).check_backing(true);
+    srv(handle).path().flush();
+  });
 }
 
 int untorn_trim(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
-  return guarded("trim", [&] { srv(handle).path().trim(offset, count, flags & NBDKIT_FLAG_FUA); });
+  return guarded("trim", [&] {
+    srv(handle).check_backing(false);
+    srv(handle).path().trim(offset, count, flags & NBDKIT_FLAG_FUA);
+  });
 }
 
 int untorn_zero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
   return guarded("zero", [&] {
+    srv(handle).check_backing(false);
     untorn::ZeroOptions options{.may_punch = (flags & NBDKIT_FLAG_MAY_TRIM) != 0,
                                 .fast_only = (flags & NBDKIT_FLAG_FAST_ZERO) != 0};
     srv(handle).path().zero(offset, count, options, flags & NBDKIT_FLAG_FUA);

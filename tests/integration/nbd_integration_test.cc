@@ -308,6 +308,29 @@ TEST_F(IntegrationTest, FuaFlushFastZeroAndCacheAreAccepted) {
   EXPECT_EQ(got, want);
 }
 
+// Changing the backing file behind the server is not supported: a size change is seen at
+// the next flush (and by a once-a-second check), and from then on writes fail with EIO
+// and a message naming the file, while reads go on.
+TEST_F(IntegrationTest, BackingFileResizedBehindTheServerRefusesWrites) {
+  start();
+  auto h = connect();
+  std::vector<char> data(65536, 'a');
+  ASSERT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 0, 0), 0) << nbd_get_error();
+  std::filesystem::resize_file(dir_.file("disk.img"), kSize + (1 << 20));
+  EXPECT_EQ(nbd_flush(h.get(), 0), -1);
+  EXPECT_EQ(nbd_get_errno(), EIO);
+  EXPECT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 65536, 0), -1);
+  EXPECT_EQ(nbd_get_errno(), EIO);
+  EXPECT_EQ(nbd_zero(h.get(), 65536, 0, 0), -1);
+  std::vector<char> got(65536);
+  pread_ok(h.get(), got.data(), got.size(), 0);
+  EXPECT_EQ(got, data);
+  h.reset();
+  server_->stop();
+  EXPECT_THAT(server_->stderr_text(), HasSubstr("changed size behind the server"));
+  server_.reset();
+}
+
 TEST_F(IntegrationTest, OutOfRangeRequestsAreRejectedWithNbdErrnos) {
   start();
   auto h = connect({.client_checks = false});

@@ -422,6 +422,76 @@ TEST_F(CachedPathTest, ReadErrorReachesTheClientAndLeavesNothingBehind) {
   EXPECT_EQ(read(0, 8192), data);  // no block was marked uptodate by the failed read
 }
 
+// Expects f() to throw IoError with errno `err` and a message containing `words`.
+template <typename F>
+void expect_io_error(F&& f, int err, const std::string& words) {
+  try {
+    f();
+    ADD_FAILURE() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.err(), err) << e.what();
+    EXPECT_THAT(e.what(), ::testing::HasSubstr(words));
+  }
+}
+
+// NBD_CMD_FLAG_FAST_ZERO: ENOTSUP at once, with nothing changed, where zeroing would mean
+// writing; a range already a hole succeeds with no device work; data is deallocated.
+TEST_F(CachedPathTest, FastZeroFailsAtOnceWhereItWouldWriteAndChangesNothing) {
+  open({.background = false});
+  const auto data = pattern(1 << 20, 11);
+  path_->write(0, data, false);
+  path_->flush();
+  const ZeroOptions fast{.may_punch = true, .fast_only = true};
+  expect_io_error([&] { path_->zero(100, 65536, fast, false); }, ENOTSUP, "whole blocks");
+  // 32K at 4K: eligible, and beyond the 4K native unit, so it would need a journal record.
+  expect_io_error([&] { path_->zero(4096, 32768, fast, false); }, ENOTSUP, "journal");
+  EXPECT_EQ(read(0, 1 << 20), data);
+  // A hole already: nothing to do (the extent map says so).
+  path_->zero(8 << 20, 1 << 20, fast, false);
+  EXPECT_EQ(path_->counters().zero_skips, 1u);
+  // Data, not journaled: deallocated by the device.
+  path_->zero(1 << 20, 1 << 20, fast, false);  // never written: a hole too
+  path_->write(16 << 20, data, false);
+  path_->flush();  // checkpoint: no journal record is left over the range
+  path_->zero(16 << 20, 1 << 20, fast, false);
+  EXPECT_EQ(read(16 << 20, 1 << 20), std::vector<std::byte>(1 << 20));
+  auto e = path_->extents(16 << 20, 1 << 20);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_FALSE(e[0].data);
+}
+
+// Reads of never-written space are zero-filled from the extent map: no device read, and
+// no cache memory taken for them.
+TEST_F(CachedPathTest, ReadsOfHolesNeedNoDeviceAndNoCacheMemory) {
+  open({.background = false});
+  faulty_->fail_reads(1000);  // any device read would fail the request
+  EXPECT_EQ(read(4 << 20, 4 << 20), std::vector<std::byte>(4 << 20));
+  EXPECT_EQ(path_->counters().folios, 0u);
+  EXPECT_GE(path_->counters().hole_fill_bytes, 4u << 20);
+  faulty_->fail_reads(0);
+}
+
+// Block status: REQ_ONE answers one extent, as long as the allocation allows; a warm map
+// answers with no device probe; zeroed (not punched) whole blocks are "zero", not "hole".
+TEST_F(CachedPathTest, BlockStatusComesFromTheMapWithReqOne) {
+  open({.background = false});
+  path_->write(8 << 20, pattern(1 << 20, 12), false);
+  path_->flush();
+  path_->zero(20 << 20, 1 << 20, {.may_punch = false, .fast_only = false}, false);
+  auto first = path_->extents(0, kSize, true);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0], (Extent{0, 8 << 20, false}));
+  const uint64_t probes = path_->counters().extent_probes;
+  auto data = path_->extents(8 << 20, kSize - (8 << 20), true);
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0], (Extent{8 << 20, 1 << 20, true}));
+  auto all = path_->extents(0, kSize);
+  EXPECT_EQ(path_->counters().extent_probes, probes + 1);  // only what was never asked: past 21M
+  ASSERT_GE(all.size(), 4u);
+  EXPECT_EQ(all[2], (Extent{9 << 20, 11 << 20, false}));
+  EXPECT_EQ(all[3], (Extent{20 << 20, 1 << 20, false, true}));  // zero, not hole
+}
+
 TEST_F(CachedPathTest, ExtentsReportDirtyDataOverAHoleAsData) {
   open({.background = false});
   path_->trim(0, 1 << 20, false);
