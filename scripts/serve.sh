@@ -68,7 +68,7 @@ Try:
   nbdinfo '$uri_unix'
   nbdcopy my-file.img '$uri_unix'          # copy a file in
   nbdcopy '$uri_unix' copy.img             # and back out
-  qemu-system-x86_64 ... -blockdev driver=nbd,node-name=untorn0,server.type=unix,server.path=$unix_sock,cache.direct=on \\
+  qemu-system-x86_64 ... -blockdev driver=nbd,node-name=untorn0,server.type=unix,server.path=$unix_sock,cache.direct=on,discard=unmap \\
       $qemu_args
 Ctrl-C stops the server.
 EOT

@@ -50,6 +50,12 @@ ln -s /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$r/lib64/ld-linux-x86-64.s
 strip --strip-unneeded "$r"/usr/lib/x86_64-linux-gnu/*.so* "$r"/usr/lib/x86_64-linux-gnu/ceph/*.so* 2>/dev/null || true
 md="$x/kernel/usr/lib/modules/$kver/kernel/drivers/nvme"
 for m in common/nvme-auth host/nvme-core host/nvme; do xz -dc "$md/$m.ko.xz" > "$r/mods/$(basename $m).ko"; done
+# ext4 (which mounts busybox's ext2) and what it needs, for the fstrim check; loaded in
+# this order by init.
+kd="$x/kernel/usr/lib/modules/$kver/kernel"
+for m in crypto/crc32c_generic lib/crc16 fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4; do
+  xz -dc "$kd/$m.ko.xz" > "$r/mods/$(basename $m).ko"
+done
 cp "$vm_here/guest/init" "$r/init"; chmod 755 "$r/init"
 rm -f "$out"/initrd.*.cpio.gz
 (cd "$r" && find . | cpio -o -H newc --quiet | gzip -6 > "$out/initrd.$stamp.cpio.gz")
