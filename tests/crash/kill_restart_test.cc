@@ -3,7 +3,9 @@
 // their size and cross multiples of A, the shape a guest's block layer merges), with
 // flushes; SIGKILL at a random moment; restart on the same backing file (recovery runs);
 // then every write must be whole-old or whole-new (A2) and every write completed before a
-// completed flush must be there (D1), nothing older may come back (T1).
+// completed flush must be there (D1), nothing older may come back (T1). Trims and zeroes
+// (with and without NO_HOLE) are in the mix, and some writes, trims and zeroes carry FUA
+// (durable when completed, D2).
 // The negative control issues each write as separate L-sized pieces with the journal off
 // (test.unsafe_split_writes, test.unsafe_allow_journal_never): the checker must find tears.
 // UNTORN_KILL_SEED replays a run; UNTORN_KILL_CYCLES overrides the cycle count.
@@ -40,6 +42,8 @@ struct WriteRecord {
   uint32_t id;
   uint64_t offset, length;
   uint64_t done_seq = 0;  // global order of completion (0: never completed)
+  bool zero = false;      // a trim or write-zeroes: its sectors read as zeroes
+  bool fua = false;       // durable when completed (D2)
 };
 
 struct FlushRecord {
@@ -134,17 +138,26 @@ class KillRestartTest : public ::testing::Test {
             log.flushes.push_back(f);
             continue;
           }
-          const uint64_t length = kL * (1 + trng() % (kA / kL));
+          const unsigned kind = trng() % 20;  // 0-2: trim or zero, else a write
+          const uint64_t length = kL * (1 + trng() % ((kind < 3 ? 2 * kA : kA) / kL));
           const uint64_t offset = c * kRegion + kL * (trng() % ((kRegion - length) / kL + 1));
           WriteRecord w{id_counter.fetch_add(1), offset, length};
-          testing::stamp(std::span(buf.data(), length), w.id, offset);
+          w.zero = kind < 3;
+          w.fua = trng() % 8 == 0;
+          const uint32_t fua = w.fua ? LIBNBD_CMD_FLAG_FUA : 0;
+          if (!w.zero) testing::stamp(std::span(buf.data(), length), w.id, offset);
           size_t index;
           {
             std::lock_guard lk(log.mutex);
             index = log.writes[c].size();
             log.writes[c].push_back(w);
           }
-          if (nbd_pwrite(h.get(), buf.data(), length, offset, 0) != 0) return;
+          int rc;
+          if (kind == 0) rc = nbd_trim(h.get(), length, offset, fua);
+          else if (kind == 1) rc = nbd_zero(h.get(), length, offset, fua);
+          else if (kind == 2) rc = nbd_zero(h.get(), length, offset, fua | LIBNBD_CMD_FLAG_NO_HOLE);
+          else rc = nbd_pwrite(h.get(), buf.data(), length, offset, fua);
+          if (rc != 0) return;
           {
             std::lock_guard lk(log.mutex);
             log.writes[c][index].done_seq = seq.fetch_add(1);
@@ -184,24 +197,28 @@ class KillRestartTest : public ::testing::Test {
           r.note(r.garbage, "garbage at sector " + std::to_string(x));
           continue;
         }
-        // The newest durable write over this sector, and what may be there.
+        // The newest durable op over this sector (D1: completed before a flush began; D2:
+        // completed with FUA), and what may be there: it or any later op, or before any.
         std::optional<size_t> floor;
         for (size_t i = 0; i < ws.size(); ++i)
           if (ws[i].offset <= at && at < ws[i].offset + ws[i].length && ws[i].done_seq != 0 &&
-              ws[i].done_seq < flushed_before)
+              (ws[i].done_seq < flushed_before || ws[i].fua))
             floor = i;
         bool allowed = !floor && std::memcmp(after.data() + at, before.data() + at, kSector) == 0;
         for (size_t i = floor.value_or(0); i < ws.size(); ++i)
           if (ws[i].offset <= at && at < ws[i].offset + ws[i].length &&
-              now.kind == SectorContent::Kind::stamped && now.id == ws[i].id)
+              (ws[i].zero ? now.kind == SectorContent::Kind::zero
+                          : now.kind == SectorContent::Kind::stamped && now.id == ws[i].id))
             allowed = true;
         if (!allowed)
           r.note(r.lost, "sector " + std::to_string(x) + " lost a flushed write or holds an old one (has " +
                              (now.kind == SectorContent::Kind::stamped ? "write " + std::to_string(now.id) : std::string("no stamp")) +
                              (floor ? ", newest flushed write " + std::to_string(ws[*floor].id) : std::string()) + ")");
       }
-      // A2 over the sectors no later write of this connection touches.
+      // A2 over the sectors no later op of this connection touches (writes: a zero's
+      // old contents may be zeroes too, so its sectors prove nothing either way).
       for (size_t i = 0; i < ws.size(); ++i) {
+        if (ws[i].zero) continue;
         uint64_t mine = 0, visible = 0;
         for (uint64_t at = ws[i].offset; at < ws[i].offset + ws[i].length; at += kSector) {
           bool hidden = false;
