@@ -16,6 +16,9 @@ struct RaceHooks {
   // (1) read miss: the range was probed, its range lock not yet taken again.
   std::function<void()> after_read_map;
   bool skip_read_revalidation = false;
+  // (1) read of a gap with no folio: its mapping was taken (under the shared range lock),
+  // nothing zero-filled yet.
+  std::function<void()> after_read_hole_map;
   // (2) block status: the mappings were taken, the cache not yet looked at.
   std::function<void()> after_status_map;
   bool skip_status_revalidation = false;

@@ -492,6 +492,23 @@ TEST_F(CachedPathTest, BlockStatusComesFromTheMapWithReqOne) {
   EXPECT_EQ(all[3], (Extent{20 << 20, 1 << 20, false, true}));  // zero, not hole
 }
 
+// A write that fails part-way (the edge read of its last folio) leaves the folios before
+// it dirty: they are counted, so block status still looks at the cache and calls them
+// data (E1), and the count comes back to zero when they are written back.
+TEST_F(CachedPathTest, AFailedWriteCountsTheBlocksItDirtied) {
+  open({.folio_max = 65536, .background = false});
+  const auto data = pattern(65536 + 100, 13);
+  faulty_->fail_reads(1);  // the read of block 64K, which the write covers in part
+  expect_io_error([&] { path_->write(0, data, false); }, EIO, "injected read error");
+  EXPECT_EQ(path_->counters().dirty_bytes, 65536u);
+  auto e = path_->extents(0, 65536);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_TRUE(e[0].data);
+  path_->flush();
+  EXPECT_EQ(path_->counters().dirty_bytes, 0u);
+  EXPECT_EQ(read(0, 65536), std::vector<std::byte>(data.begin(), data.begin() + 65536));
+}
+
 TEST_F(CachedPathTest, ExtentsReportDirtyDataOverAHoleAsData) {
   open({.background = false});
   path_->trim(0, 1 << 20, false);

@@ -25,11 +25,8 @@ constexpr uint64_t kSize = 64 << 20;
 constexpr uint64_t kAt = 8 << 20;  // where the racing write lands
 const std::vector<std::byte> kZeroes(65536);
 
-class ExtentRaceTest : public ::testing::TestWithParam<bool> {
+class RaceFixture : public ::testing::Test {
  protected:
-  // GetParam(): whether the check under test is switched off.
-  bool check_off() const { return GetParam(); }
-
   void SetUp() override {
     stack_ = std::make_unique<testing::JournaledBacking>(dir_, kSize);
     Config::Cache c;
@@ -62,6 +59,54 @@ class ExtentRaceTest : public ::testing::TestWithParam<bool> {
   std::unique_ptr<testing::JournaledBacking> stack_;
   std::unique_ptr<CachedPath> path_;
 };
+
+class ExtentRaceTest : public RaceFixture, public ::testing::WithParamInterface<bool> {
+ protected:
+  // GetParam(): whether the check under test is switched off.
+  bool check_off() const { return GetParam(); }
+};
+
+// Races whose closing is an order of steps, not a check to switch off.
+using ExtentOrderTest = RaceFixture;
+
+// A read of a gap with no folio takes the gap's end, then its mapping. A folio beyond the
+// read's start with dirty data over what the map calls a hole may be written back and
+// evicted while the read holds its lock shared; had the gap been measured after the
+// mapping, the folio would be gone and its data zero-filled.
+TEST_F(ExtentOrderTest, ReadOfAHoleNeverZeroFillsAFolioEvictedMeanwhile) {
+  const auto data = pattern(65536, 5);
+  path_->write(kAt + 65536, data, false);  // dirty in the cache; a hole on the device
+  path_->race_hooks().after_read_hole_map = [&, fired = false]() mutable {
+    if (std::exchange(fired, true)) return;
+    path_->flush();
+    ASSERT_TRUE(path_->folio_cache().evict_to_fit(path_->folio_cache().budget()));
+  };
+  const auto got = read(kAt, 4 * 65536);
+  EXPECT_EQ(std::vector<std::byte>(got.begin(), got.begin() + 65536), kZeroes);
+  EXPECT_EQ(std::vector<std::byte>(got.begin() + 65536, got.begin() + 2 * 65536), data)
+      << "data zero-filled from a hole mapping";
+}
+
+// A folio whose last dirty group was collected for writeback, but not yet written, must
+// stay on its dirty list: the map still calls the range a hole, and only the listing
+// tells block status the data exists (E1). Two groups of one folio go out in two
+// batches; block status runs while the second is collected and the first has completed.
+TEST_F(ExtentOrderTest, BlockStatusSeesAGroupCollectedButNotYetWritten) {
+  // 128K: not atomic-eligible, so every block is a group of its own, in one folio.
+  path_->write(0, pattern(131072, 6), false);
+  auto& wb = path_->writeback();
+  wb.write_range(4096, 8192, false);      // all but blocks 0 and 2 to the device
+  wb.write_range(12288, 131072, false);
+  std::vector<Extent> seen;
+  path_->race_hooks().before_writeback_io = [&, fired = false]() mutable {
+    if (std::exchange(fired, true)) return;
+    wb.write_range(0, 4096, false);  // block 0 completes; block 2 is collected, not written
+    seen = path_->extents(8192, 4096);
+  };
+  wb.write_range(8192, 12288, false);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_TRUE(seen[0].data) << "block status called a collected, unwritten block a hole (E1)";
+}
 
 // (1) A read miss probes the allocation with no lock held, then takes the range lock and
 // zero-fills what the probe called a hole. A write, its writeback and its eviction in
