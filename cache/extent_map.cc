@@ -125,7 +125,8 @@ void ExtentMap::account(Shard& s, int64_t entry_delta) {
     dropped_.fetch_add(n, std::memory_order_relaxed);
     if (entries_.load() <= max_entries_) return;
   }
-  // One shard holds (nearly) all of them: forget it but for what was just stored.
+  // One shard holds (nearly) all of them: forget that one too, what was just stored
+  // included (asked again, it is probed again).
   if (s.entries.size() > max_entries_ / 2) {
     const uint64_t n = s.entries.size();
     s.entries.clear();

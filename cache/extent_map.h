@@ -24,7 +24,10 @@
 // covers part of a logical block (a partly allocated block is data).
 // Memory: at most max_entries entries in all; past it a whole shard's entries are dropped
 // (round robin), to be probed again. Dropping changes no allocation: no cookie moves.
-// Thread-safe. Lock order: callers' locks (range lock, folio mutex) before a shard mutex;
+// Precondition: changes of overlapping ranges never run at once (the caller serialises
+// them: CachedPath by its exclusive range lock and by waiting for writeback), since the
+// end of one would publish its state while the other still writes.
+// Thread-safe otherwise. Lock order: callers' locks (range lock, folio mutex) before a shard mutex;
 // a shard mutex is never held while taking another lock or doing I/O.
 #pragma once
 

@@ -7,7 +7,8 @@
 // is kept current by untorn's own writeback, write-through, zeroes and trims, and every
 // mapping taken before such a change loses its validity (DESIGN.md §5). Journal replay
 // runs on the raw file before the map exists, so the map starts from the replayed file.
-// Changes made to the file by anything else while untorn serves it are not supported.
+// Changes made to the file by anything else while untorn serves it are not supported, and
+// callers never write or zero overlapping ranges at once (ExtentMap's precondition).
 #pragma once
 
 #include "cache/extent_map.h"

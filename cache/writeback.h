@@ -15,7 +15,8 @@
 // the next flush() fails with EIO (R1) unless a request waiting for that write-through got
 // the error itself (write_range: FUA, writethrough, uncached, settling).
 // dirty_bytes() counts blocks dirty or under writeback. Lock order: range lock, collector
-// mutex, shard mutex, folio mutex, state mutex.
+// mutex, shard mutex, folio mutex, state mutex; an extent map shard mutex (ExtentMap) is a
+// leaf, taken under any of them and never held while taking another.
 #pragma once
 
 #include <chrono>

@@ -42,6 +42,9 @@ class FaultyDevice final : public BlockDevice {
   std::vector<Extent> extents(uint64_t offset, uint64_t length) override {
     return inner_.extents(offset, length);
   }
+  Extent allocation_at(uint64_t offset, uint64_t limit) override {
+    return inner_.allocation_at(offset, limit);  // the real lseek probe
+  }
 
  private:
   static void maybe_fail(std::atomic<int>& left, int err, const char* what) {
