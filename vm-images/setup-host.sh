@@ -4,35 +4,23 @@
 # apt's system configuration is not touched: backports come through a private source
 # list in the cache. Idempotent: does nothing when QEMU >= 10 is already installed.
 source "$(dirname "$0")/lib.sh"
-qemu_major() { qemu-system-x86_64 --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -1; }
-utils_major() { qemu-img --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -1; }
-want_utils=0; [ "${1:-}" = --qemu-utils ] && want_utils=1
+# The major version COMMAND reports (0 when it is missing).
+major() { "$1" --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -1; }
 sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-if [ "$(qemu_major || echo 0)" -ge 10 ] 2>/dev/null; then
-  vm_say "QEMU $(qemu_major) already installed"
-else
-  vm_say "installing QEMU 10 from bookworm-backports (private apt lists in $vm_cache)"
-  # shellcheck disable=SC2046
-  opts=$(vm_apt_opts bpo bookworm bookworm-updates bookworm-backports)
+# bpo_install PACKAGE COMMAND WHAT: PACKAGE from bookworm-backports unless COMMAND is >= 10.
+bpo_install() {
+  local v; v=$(major "$2" || true); v=${v:-0}
+  if [ "$v" -ge 10 ]; then vm_say "$3 $v already installed"; return; fi
+  vm_say "installing $3 from bookworm-backports (private apt lists in $vm_cache)"
+  local opts; opts=$(vm_apt_opts bpo bookworm bookworm-updates bookworm-backports)
   # shellcheck disable=SC2086
   "${sudo[@]}" apt-get $opts update -q
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get $opts install -y -q --no-install-recommends \
-    -t bookworm-backports qemu-system-x86
-fi
-if [ $want_utils = 1 ]; then
-  if [ "$(utils_major || echo 0)" -ge 10 ] 2>/dev/null; then
-    vm_say "qemu-utils $(utils_major) already installed"
-  else
-    vm_say "installing qemu-utils (qemu-img, qemu-storage-daemon) from bookworm-backports"
-    opts=$(vm_apt_opts bpo bookworm bookworm-updates bookworm-backports)
-    # shellcheck disable=SC2086
-    "${sudo[@]}" apt-get $opts update -q
-    # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get $opts install -y -q --no-install-recommends \
-      -t bookworm-backports qemu-utils
-  fi
-fi
+    -t bookworm-backports "$1"
+}
+bpo_install qemu-system-x86 qemu-system-x86_64 "QEMU"
+[ "${1:-}" = --qemu-utils ] && bpo_install qemu-utils qemu-img "qemu-utils (qemu-img, qemu-storage-daemon)"
 need=()
 for p in cpio xz-utils gcc libc6-dev binutils python3; do
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || need+=("$p")
