@@ -25,11 +25,11 @@ void MappedDevice::changing(uint64_t offset, uint64_t length, Allocation after, 
 }
 
 void MappedDevice::write(uint64_t offset, std::span<const std::byte> src) {
-  changing(offset, src.size(), Allocation::data, [&] { inner_.write(offset, src); });
+  changing(offset, src.size(), Allocation::data, [&] { inner().write(offset, src); });
 }
 
 void MappedDevice::write_atomic(uint64_t offset, std::span<const std::byte> src) {
-  changing(offset, src.size(), Allocation::data, [&] { inner_.write_atomic(offset, src); });
+  changing(offset, src.size(), Allocation::data, [&] { inner().write_atomic(offset, src); });
 }
 
 void MappedDevice::write_batch(std::span<WriteRequest> writes) {
@@ -43,7 +43,7 @@ void MappedDevice::write_batch(std::span<WriteRequest> writes) {
     if (n) map_.begin_change(b, n);
   }
   try {
-    inner_.write_batch(writes);
+    inner().write_batch(writes);
   } catch (...) {
     for (const WriteRequest& w : writes) {
       const auto [b, n] = range(w);
@@ -61,7 +61,7 @@ void MappedDevice::write_zeroes(uint64_t offset, uint64_t length, ZeroOptions op
   // A punch that the filesystem could not do falls back to zeroing; both read as zeroes,
   // and "hole" is only a hint to the client.
   changing(offset, length, options.may_punch ? Allocation::hole : Allocation::zero,
-           [&] { inner_.write_zeroes(offset, length, options); });
+           [&] { inner().write_zeroes(offset, length, options); });
 }
 
 }  // namespace untorn

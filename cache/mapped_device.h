@@ -2,8 +2,8 @@
 // its allocation is announced to the ExtentMap.
 //
 // Holds references to the inner BlockDevice and the ExtentMap, which must outlive it.
-// Forwards every call to the inner device; around each write (one, batched or RWF_ATOMIC)
-// and each zero it calls ExtentMap::begin_change before and end_change after, so the map
+// Forwards every call to the inner device (ForwardingDevice); around each write (one,
+// batched or RWF_ATOMIC) and each zero it calls ExtentMap::begin_change before and end_change after, so the map
 // is kept current by untorn's own writeback, write-through, zeroes and trims, and every
 // mapping taken before such a change loses its validity (DESIGN.md §5). Journal replay
 // runs on the raw file before the map exists, so the map starts from the replayed file.
@@ -12,32 +12,19 @@
 #pragma once
 
 #include "cache/extent_map.h"
-#include "device/block_device.h"
+#include "device/forwarding_device.h"
 
 namespace untorn {
 
-class MappedDevice final : public BlockDevice {
+class MappedDevice final : public ForwardingDevice {
  public:
-  MappedDevice(BlockDevice& inner, ExtentMap& map) : inner_(inner), map_(map) {}
+  MappedDevice(BlockDevice& inner, ExtentMap& map) : ForwardingDevice(inner), map_(map) {}
 
-  uint64_t size() const override { return inner_.size(); }
-  uint32_t io_align() const override { return inner_.io_align(); }
-  const StorageInfo& storage() const override { return inner_.storage(); }
-  void read(uint64_t offset, std::span<std::byte> dst) override { inner_.read(offset, dst); }
+  // The calls that change the allocation; everything else is forwarded as it is.
   void write(uint64_t offset, std::span<const std::byte> src) override;
   void write_batch(std::span<WriteRequest> writes) override;
-  bool supports_atomic_write(uint64_t offset, uint64_t length) const override {
-    return inner_.supports_atomic_write(offset, length);
-  }
   void write_atomic(uint64_t offset, std::span<const std::byte> src) override;
   void write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) override;
-  void sync() override { inner_.sync(); }
-  std::vector<Extent> extents(uint64_t offset, uint64_t length) override {
-    return inner_.extents(offset, length);
-  }
-  Extent allocation_at(uint64_t offset, uint64_t limit) override {
-    return inner_.allocation_at(offset, limit);
-  }
 
  private:
   // Runs `change` on the inner device as one change of [offset, offset+length) (widened
@@ -46,7 +33,6 @@ class MappedDevice final : public BlockDevice {
   template <typename F>
   void changing(uint64_t offset, uint64_t length, Allocation after, F&& change);
 
-  BlockDevice& inner_;
   ExtentMap& map_;
 };
 

@@ -7,43 +7,38 @@
 
 #include <atomic>
 
-#include "device/block_device.h"
+#include "device/forwarding_device.h"
 #include "util/io_error.h"
 
 namespace untorn::testing {
 
-class FaultyDevice final : public BlockDevice {
+class FaultyDevice final : public ForwardingDevice {
  public:
-  explicit FaultyDevice(BlockDevice& inner) : inner_(inner) {}
+  explicit FaultyDevice(BlockDevice& inner) : ForwardingDevice(inner) {}
 
   void fail_reads(int n, int err = EIO) { read_err_ = err; reads_to_fail_ = n; }
   void fail_writes(int n, int err = EIO) { write_err_ = err; writes_to_fail_ = n; }
   void fail_syncs(int n, int err = EIO) { sync_err_ = err; syncs_to_fail_ = n; }
 
-  uint64_t size() const override { return inner_.size(); }
-  uint32_t io_align() const override { return inner_.io_align(); }
-  const StorageInfo& storage() const override { return inner_.storage(); }
   void read(uint64_t offset, std::span<std::byte> dst) override {
     maybe_fail(reads_to_fail_, read_err_, "injected read error");
-    inner_.read(offset, dst);
+    ForwardingDevice::read(offset, dst);
   }
   void write(uint64_t offset, std::span<const std::byte> src) override {
     maybe_fail(writes_to_fail_, write_err_, "injected write error");
-    inner_.write(offset, src);
+    ForwardingDevice::write(offset, src);
   }
+  // One write() at a time, so each can fail on cue.
+  void write_batch(std::span<WriteRequest> writes) override { BlockDevice::write_batch(writes); }
+  // No RWF_ATOMIC: every write goes through write(), where faults are injected.
+  bool supports_atomic_write(uint64_t, uint64_t) const override { return false; }
   void write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) override {
     maybe_fail(writes_to_fail_, write_err_, "injected zero error");
-    inner_.write_zeroes(offset, length, options);
+    ForwardingDevice::write_zeroes(offset, length, options);
   }
   void sync() override {
     maybe_fail(syncs_to_fail_, sync_err_, "injected sync error");
-    inner_.sync();
-  }
-  std::vector<Extent> extents(uint64_t offset, uint64_t length) override {
-    return inner_.extents(offset, length);
-  }
-  Extent allocation_at(uint64_t offset, uint64_t limit) override {
-    return inner_.allocation_at(offset, limit);  // the real lseek probe
+    ForwardingDevice::sync();
   }
 
  private:
@@ -54,7 +49,6 @@ class FaultyDevice final : public BlockDevice {
     }
   }
 
-  BlockDevice& inner_;
   std::atomic<int> reads_to_fail_{0}, writes_to_fail_{0}, syncs_to_fail_{0};
   int read_err_ = EIO, write_err_ = EIO, sync_err_ = EIO;
 };

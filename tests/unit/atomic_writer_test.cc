@@ -1,5 +1,6 @@
 // AtomicWriter: which crash-atomic operation each write gets, and T1 across replay.
 #include "device/atomic_writer.h"
+#include "device/forwarding_device.h"
 
 #include <gtest/gtest.h>
 
@@ -168,19 +169,14 @@ TEST(AtomicWriterTest, JournalSizeTriggersCheckpoint) {
 // D1: a FLUSH arriving while a size-triggered checkpoint is running must not return on
 // the strength of that checkpoint's fdatasync, which began before a write completed.
 TEST(AtomicWriterTest, FlushDuringCheckpointSyncsAgain) {
-  struct GatedDevice final : BlockDevice {
-    MemoryDevice inner{std::vector<std::byte>(kSize)};
+  MemoryDevice memory{std::vector<std::byte>(kSize)};
+  struct GatedDevice final : ForwardingDevice {
+    explicit GatedDevice(MemoryDevice& m) : ForwardingDevice(m), inner(m) {}
+    MemoryDevice& inner;
     std::mutex m;
     std::condition_variable cv;
     bool first_sync_entered = false, release = false;
     int syncs = 0;
-    uint64_t size() const override { return inner.size(); }
-    uint32_t io_align() const override { return inner.io_align(); }
-    const StorageInfo& storage() const override { return inner.storage(); }
-    void read(uint64_t o, std::span<std::byte> d) override { inner.read(o, d); }
-    void write(uint64_t o, std::span<const std::byte> s) override { inner.write(o, s); }
-    void write_zeroes(uint64_t o, uint64_t l, ZeroOptions z) override { inner.write_zeroes(o, l, z); }
-    std::vector<Extent> extents(uint64_t o, uint64_t l) override { return inner.extents(o, l); }
     void sync() override {
       std::unique_lock lk(m);
       if (++syncs == 1) {
@@ -189,7 +185,7 @@ TEST(AtomicWriterTest, FlushDuringCheckpointSyncsAgain) {
         cv.wait(lk, [&] { return release; });
       }
     }
-  } device;
+  } device(memory);
   MemoryJournalFile file;
   JournalWriter journal(file, recover_journal(device.inner, file, kId).header);
   AtomicWriterOptions o = options(4096);

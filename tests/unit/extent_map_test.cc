@@ -9,6 +9,7 @@
 #include "cache/extent_map.h"
 #include "cache/mapped_device.h"
 #include "device/backing_file.h"
+#include "device/forwarding_device.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_data.h"
 
@@ -22,27 +23,16 @@ constexpr uint64_t kMiB = uint64_t{1} << 20;
 
 // Forwards to a device; after each allocation probe has its answer, runs on_probe (a
 // change that lands while the probe is on its way back).
-class ProbeRacingDevice final : public BlockDevice {
+class ProbeRacingDevice final : public ForwardingDevice {
  public:
-  explicit ProbeRacingDevice(BlockDevice& inner) : inner_(inner) {}
+  explicit ProbeRacingDevice(BlockDevice& inner) : ForwardingDevice(inner) {}
   std::function<void()> on_probe;
 
-  uint64_t size() const override { return inner_.size(); }
-  uint32_t io_align() const override { return inner_.io_align(); }
-  const StorageInfo& storage() const override { return inner_.storage(); }
-  void read(uint64_t o, std::span<std::byte> d) override { inner_.read(o, d); }
-  void write(uint64_t o, std::span<const std::byte> s) override { inner_.write(o, s); }
-  void write_zeroes(uint64_t o, uint64_t l, ZeroOptions z) override { inner_.write_zeroes(o, l, z); }
-  void sync() override { inner_.sync(); }
-  std::vector<Extent> extents(uint64_t o, uint64_t l) override { return inner_.extents(o, l); }
   Extent allocation_at(uint64_t o, uint64_t limit) override {
-    Extent e = inner_.allocation_at(o, limit);
+    Extent e = ForwardingDevice::allocation_at(o, limit);
     if (auto f = std::exchange(on_probe, nullptr)) f();
     return e;
   }
-
- private:
-  BlockDevice& inner_;
 };
 
 class ExtentMapTest : public ::testing::Test {
