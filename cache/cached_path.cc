@@ -513,7 +513,7 @@ void CachedPath::zero_range(uint64_t offset, uint64_t length, ZeroOptions option
   }
   // Journal records of this range would be replayed over a skipped zero: only skip
   // without any.
-  if (already_zero(mapped, mid_b, mid_e, options) && !writer_.has_journaled(mid_b, mid_e - mid_b)) {
+  if (already_zero(mapped, mid_b, mid_e, options) && !writer_.overlaps_journaled(mid_b, mid_e - mid_b)) {
     stats_.add(stats_.zero_skips);
     if (durable) writer_.flush();  // the hole may not be durable yet
   } else {
@@ -571,18 +571,14 @@ std::vector<Extent> CachedPath::extents(uint64_t offset, uint64_t length, bool r
   const uint64_t L = logical_block_size_;
   const uint64_t begin = offset / L * L;
   const uint64_t end = std::min(size(), (offset + length + L - 1) / L * L);
+  // overlay_data merges neighbours of one kind already: only trim the whole-block answer
+  // to the request (and to its first extent for REQ_ONE).
   auto clip = [&](std::vector<Extent> v) {
     std::vector<Extent> out;
     for (Extent e : v) {
       const uint64_t s = std::max(e.offset, offset), t = std::min(e.offset + e.length, offset + length);
       if (s >= t) continue;
-      e.offset = s;
-      e.length = t - s;
-      if (!out.empty() && out.back().data == e.data && out.back().allocated == e.allocated &&
-          out.back().offset + out.back().length == s)
-        out.back().length += e.length;
-      else
-        out.push_back(e);
+      out.push_back({s, t - s, e.data, e.allocated});
       if (req_one) break;
     }
     return out;

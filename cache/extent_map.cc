@@ -141,14 +141,18 @@ ExtentMap::Mapping ExtentMap::mapping_of(uint64_t offset, uint64_t limit, uint64
   return Mapping{offset, end - offset, state, cookie};
 }
 
-std::optional<ExtentMap::Mapping> ExtentMap::lookup(uint64_t offset, uint64_t limit) {
-  Shard& s = shard_of(offset);
-  std::lock_guard lk(s.mutex);
+std::optional<ExtentMap::Mapping> ExtentMap::known_locked(Shard& s, uint64_t offset, uint64_t limit) {
   auto it = find_locked(s, offset);
   if (it == s.entries.end()) return std::nullopt;
   hits_.fetch_add(1, std::memory_order_relaxed);
   return mapping_of(offset, limit, it->second.end, it->second.state,
                     s.seq.load(std::memory_order_relaxed));
+}
+
+std::optional<ExtentMap::Mapping> ExtentMap::lookup(uint64_t offset, uint64_t limit) {
+  Shard& s = shard_of(offset);
+  std::lock_guard lk(s.mutex);
+  return known_locked(s, offset, limit);
 }
 
 ExtentMap::Mapping ExtentMap::map(uint64_t offset, uint64_t limit) {
@@ -159,12 +163,7 @@ ExtentMap::Mapping ExtentMap::map(uint64_t offset, uint64_t limit) {
   bool quiet;
   {
     std::lock_guard lk(s.mutex);
-    auto it = find_locked(s, offset);
-    if (it != s.entries.end()) {
-      hits_.fetch_add(1, std::memory_order_relaxed);
-      return mapping_of(offset, limit, it->second.end, it->second.state,
-                        s.seq.load(std::memory_order_relaxed));
-    }
+    if (auto known = known_locked(s, offset, limit)) return *known;
     auto next = s.entries.upper_bound(offset);
     unknown_end = next == s.entries.end() ? shard_end(offset) : next->first;
     cookie = s.seq.load(std::memory_order_relaxed);

@@ -118,6 +118,8 @@ class ExtentMap {
   // Under the shard mutex: [begin, end) becomes `state` (nullopt: unknown), merged with
   // neighbours of the same state. Returns the change in the entry count.
   int64_t assign_locked(Shard& s, uint64_t begin, uint64_t end, std::optional<Allocation> state);
+  // Under the shard mutex: the mapping at `offset` from what is known, or nullopt.
+  std::optional<Mapping> known_locked(Shard& s, uint64_t offset, uint64_t limit);
   Mapping mapping_of(uint64_t offset, uint64_t limit, uint64_t entry_end, Allocation state,
                      uint64_t cookie) const;
   void account(Shard& s, int64_t entry_delta);

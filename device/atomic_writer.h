@@ -74,7 +74,7 @@ class AtomicWriter {
   Method method_for(uint64_t offset, uint64_t length, bool atomic, bool is_zero = false) const;
 
   // Whether a record of the current epoch covers part of the range (replay would write it).
-  bool has_journaled(uint64_t offset, uint64_t length) const { return overlaps_journaled(offset, length); }
+  bool overlaps_journaled(uint64_t offset, uint64_t length) const;
   // The device every write goes to.
   BlockDevice& device() const { return device_; }
 
@@ -86,7 +86,6 @@ class AtomicWriter {
 
  private:
   bool fits_native_unit(uint64_t offset, uint64_t length) const;
-  bool overlaps_journaled(uint64_t offset, uint64_t length) const;
   void mark_journaled(uint64_t offset, uint64_t length);
   // The device part of write_batch for writes without an error: in place (one device
   // batch) or RWF_ATOMIC; records each write's outcome.
