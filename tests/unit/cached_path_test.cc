@@ -460,6 +460,21 @@ TEST_F(CachedPathTest, FastZeroFailsAtOnceWhereItWouldWriteAndChangesNothing) {
   EXPECT_FALSE(e[0].data);
 }
 
+// D2 for a zero the device need not do: a FUA trim of a range already a hole still makes
+// that hole durable (the punch before it may not be synced yet).
+TEST_F(CachedPathTest, AFuaTrimOfAHoleStillSyncs) {
+  open({.background = false});
+  path_->write(1 << 20, pattern(1 << 20, 14), false);
+  path_->flush();                        // data on the device, no journal record left
+  path_->trim(1 << 20, 1 << 20, false);  // punched, not synced
+  EXPECT_EQ(path_->counters().zero_skips, 0u);
+  faulty_->fail_syncs(1);
+  expect_io_error([&] { path_->trim(1 << 20, 1 << 20, true); }, EIO, "injected sync error");
+  EXPECT_EQ(path_->counters().zero_skips, 1u);  // skipped the punch, not the sync
+  faulty_->fail_syncs(0);
+  path_->trim(1 << 20, 1 << 20, true);
+}
+
 // Reads of never-written space are zero-filled from the extent map: no device read, and
 // no cache memory taken for them.
 TEST_F(CachedPathTest, ReadsOfHolesNeedNoDeviceAndNoCacheMemory) {

@@ -87,6 +87,21 @@ TEST_F(ExtentOrderTest, ReadOfAHoleNeverZeroFillsAFolioEvictedMeanwhile) {
       << "data zero-filled from a hole mapping";
 }
 
+// A1 across probe rounds: a read that stops to probe drops its lock, and an atomic write
+// may land before it takes the lock again. What the first round copied out is then
+// stale: every round copies the whole request again, so the read is all old or all new,
+// never half of each.
+TEST_F(ExtentOrderTest, AReadThatStopsToProbeIsNeverTornByAWriteMeanwhile) {
+  const auto old_half = pattern(32768, 7), now = pattern(65536, 8);
+  path_->write(kAt, old_half, false);  // cached; the map knows nothing yet of what follows
+  path_->race_hooks().after_read_map = [&, fired = false]() mutable {
+    if (std::exchange(fired, true)) return;
+    path_->write(kAt, now, false);  // atomic-eligible: 64K at an L-aligned offset
+  };
+  EXPECT_EQ(read(kAt, 65536), now) << "the read mixed bytes from before and after the write (A1)";
+  EXPECT_EQ(path_->counters().extent_probes, 1u);  // it did stop to probe
+}
+
 // A folio whose last dirty group was collected for writeback, but not yet written, must
 // stay on its dirty list: the map still calls the range a hole, and only the listing
 // tells block status the data exists (E1). Two groups of one folio go out in two
