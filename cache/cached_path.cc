@@ -550,7 +550,7 @@ std::vector<std::pair<uint64_t, uint64_t>> CachedPath::dirty_runs(uint64_t begin
   std::vector<std::pair<uint64_t, uint64_t>> runs;
   // Acquire: a block written back before this load was counted off only after its device
   // write had reached the map (Writeback::submit), so it is seen there instead.
-  if (writeback_.dirty_bytes_acquire() == 0) return runs;
+  if (writeback_.dirty_bytes() == 0) return runs;
   for (const FolioCache::Ref& f : cache_.dirty_folios(begin, end - begin)) {
     std::lock_guard fl(f->mutex());
     const size_t fb = f->block_of(std::max(begin, f->offset()));

@@ -222,7 +222,6 @@ bool ExtentMap::still_valid(const Mapping& m) const {
 }
 
 void ExtentMap::begin_change(uint64_t offset, uint64_t length) {
-  changes_.fetch_add(1, std::memory_order_relaxed);
   for (uint64_t pos = offset, end = offset + length; pos < end;) {
     const uint64_t to = std::min(end, shard_end(pos));
     Shard& s = shard_of(pos);
@@ -267,7 +266,6 @@ ExtentMap::Stats ExtentMap::stats() const {
   st.memory_bytes = st.entries * kEntryBytes + shard_count_ * sizeof(Shard);
   st.probes = probes_.load(std::memory_order_relaxed);
   st.hits = hits_.load(std::memory_order_relaxed);
-  st.changes = changes_.load(std::memory_order_relaxed);
   st.stale_probes = stale_probes_.load(std::memory_order_relaxed);
   st.dropped_entries = dropped_.load(std::memory_order_relaxed);
   return st;

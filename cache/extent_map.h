@@ -67,7 +67,6 @@ class ExtentMap {
     uint64_t memory_bytes = 0;  // estimate: entries and shards
     uint64_t probes = 0;        // allocation_at calls
     uint64_t hits = 0;          // map/lookup answered without a probe
-    uint64_t changes = 0;       // begin_change calls
     uint64_t stale_probes = 0;  // probe answers not stored: a change raced with them
     uint64_t dropped_entries = 0;
   };
@@ -94,7 +93,6 @@ class ExtentMap {
   void end_change(uint64_t offset, uint64_t length, std::optional<Allocation> result,
                   uint64_t result_begin = 0, uint64_t result_end = UINT64_MAX);
 
-  uint64_t size() const { return size_; }
   uint64_t granularity() const { return granularity_; }
   uint64_t shard_bytes() const { return shard_bytes_; }
   Stats stats() const;
@@ -134,7 +132,7 @@ class ExtentMap {
   std::unique_ptr<Shard[]> shards_;
   std::atomic<uint64_t> entries_{0};
   std::atomic<size_t> drop_hand_{0};
-  mutable std::atomic<uint64_t> probes_{0}, hits_{0}, changes_{0}, stale_probes_{0}, dropped_{0};
+  mutable std::atomic<uint64_t> probes_{0}, hits_{0}, stale_probes_{0}, dropped_{0};
 };
 
 }  // namespace untorn

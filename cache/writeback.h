@@ -60,9 +60,9 @@ class Writeback {
   void start(std::function<void()> tick = {});
   void stop();
 
-  uint64_t dirty_bytes() const { return dirty_bytes_.load(std::memory_order_relaxed); }
-  // The same, ordered after the device writes of every group counted off before it.
-  uint64_t dirty_bytes_acquire() const { return dirty_bytes_.load(std::memory_order_acquire); }
+  // Acquire: ordered after the device writes of every group counted off before it (block
+  // status relies on that; on x86 a plain load).
+  uint64_t dirty_bytes() const { return dirty_bytes_.load(std::memory_order_acquire); }
   // Requests report blocks that turned dirty (positive) or were dropped dirty (negative).
   void add_dirty(int64_t bytes);
   const WritebackOptions& options() const { return options_; }
