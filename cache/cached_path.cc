@@ -607,10 +607,10 @@ std::vector<Extent> CachedPath::extents(uint64_t offset, uint64_t length, bool r
       extents.push_back({m.offset, m.length, m.state == Allocation::data, m.state == Allocation::zero});
     return clip(overlay_data(extents, dirty));
   }
-  // The allocation keeps changing under us: ask the device (bounded, for REQ_ONE) after the
-  // cache, as the map would.
+  // The allocation keeps changing under us: ask the device after the cache, as the map
+  // would, over one shard at most (a reply may cover less than asked; the client asks on).
   stats_.add(stats_.status_slow);
-  const uint64_t slow_end = req_one ? std::min(end, begin + map_.shard_bytes()) : end;
+  const uint64_t slow_end = std::min(end, begin + map_.shard_bytes());
   const auto dirty = dirty_runs(begin, slow_end);
   return clip(overlay_data(honest_extents(device_, L, begin, slow_end - begin), dirty));
 }
