@@ -24,21 +24,41 @@ CacheCounters CacheStats::snapshot() const {
   return c;
 }
 
+std::vector<CounterField> CacheCounters::fields() const {
+  return {
+      {"read_hits", "requests", false, read_hits},
+      {"read_misses", "requests", false, read_misses},
+      {"write_requests", "requests", false, write_requests},
+      {"dirty_bytes", "bytes", true, dirty_bytes},
+      {"cached_bytes", "bytes", true, cached_bytes},
+      {"folios", "folios", true, folios},
+      {"writeback_bytes", "bytes", false, writeback_bytes},
+      {"writeback_groups", "groups", false, writeback_groups},
+      {"writeback_batches", "batches", false, writeback_batches},
+      {"writeback_errors", "errors", false, writeback_errors},
+      {"journal_commits", "syncs", false, journal_commits},
+      {"evictions", "folios", false, evictions},
+      {"evicted_bytes", "bytes", false, evicted_bytes},
+      {"throttle_waits", "waits", false, throttle_waits},
+      {"memory_waits", "waits", false, memory_waits},
+      {"readahead_bytes", "bytes", false, readahead_bytes},
+      {"prefetch_bytes", "bytes", false, prefetch_bytes},
+      {"hole_fill_bytes", "bytes", false, hole_fill_bytes},
+      {"stale_mappings", "mappings", false, stale_mappings},
+      {"status_slow", "requests", false, status_slow},
+      {"zero_skips", "requests", false, zero_skips},
+      {"extent_entries", "entries", true, extent_entries},
+      {"extent_bytes", "bytes", true, extent_bytes},
+      {"extent_probes", "probes", false, extent_probes},
+  };
+}
+
 std::string CacheCounters::to_string() const {
-  auto kv = [](const char* k, uint64_t v) { return std::string(k) + "=" + std::to_string(v) + " "; };
-  std::string s = kv("read_hits", read_hits) + kv("read_misses", read_misses) +
-                  kv("write_requests", write_requests) + kv("dirty_bytes", dirty_bytes) +
-                  kv("cached_bytes", cached_bytes) + kv("folios", folios) +
-                  kv("writeback_bytes", writeback_bytes) + kv("writeback_groups", writeback_groups) +
-                  kv("writeback_batches", writeback_batches) + kv("writeback_errors", writeback_errors) +
-                  kv("journal_commits", journal_commits) + kv("evictions", evictions) +
-                  kv("evicted_bytes", evicted_bytes) + kv("throttle_waits", throttle_waits) +
-                  kv("memory_waits", memory_waits) + kv("readahead_bytes", readahead_bytes) +
-                  kv("prefetch_bytes", prefetch_bytes) + kv("hole_fill_bytes", hole_fill_bytes) +
-                  kv("stale_mappings", stale_mappings) + kv("status_slow", status_slow) +
-                  kv("zero_skips", zero_skips) + kv("extent_entries", extent_entries) +
-                  kv("extent_bytes", extent_bytes) + kv("extent_probes", extent_probes);
-  s.pop_back();
+  std::string s;
+  for (const CounterField& f : fields()) {
+    if (!s.empty()) s += ' ';
+    s += std::string(f.name) + "=" + std::to_string(f.value);
+  }
   return s;
 }
 

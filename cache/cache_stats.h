@@ -7,8 +7,18 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace untorn {
+
+// One counter as the stats file and the log show it: its name, its unit ("bytes",
+// "requests", ...), whether it is a gauge (a value now) or a running total, and its value.
+struct CounterField {
+  const char* name;
+  const char* unit;
+  bool gauge;
+  uint64_t value;
+};
 
 struct CacheCounters {
   uint64_t read_hits = 0;          // read requests served from the cache alone
@@ -36,6 +46,9 @@ struct CacheCounters {
   uint64_t extent_bytes = 0;       // now: extent map memory (estimate)
   uint64_t extent_probes = 0;      // SEEK_DATA/SEEK_HOLE probes
 
+  // Every counter, in a fixed order (the order of to_string and of the stats file).
+  std::vector<CounterField> fields() const;
+  // "read_hits=1 read_misses=0 ..."
   std::string to_string() const;
 };
 

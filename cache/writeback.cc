@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "util/io_error.h"
-#include "util/log.h"
 
 namespace untorn {
 
@@ -283,7 +282,7 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool for_re
     // dirty. Writeback no request waits for is reported by the next flush (R1).
     stats_.add(stats_.writeback_errors);
     if (!for_request) record_error(first_error);
-    log_warning("writeback failed, the data stays dirty: " + first_error);
+    failure_log_.warn("writeback failed, the data stays dirty: " + first_error);
     throw IoError(EIO, "writeback failed: " + first_error);
   }
 }

@@ -36,6 +36,7 @@
 #include "cache/range_lock.h"
 #include "device/aligned_buffer.h"
 #include "device/atomic_writer.h"
+#include "util/rate_limited_log.h"
 
 namespace untorn {
 
@@ -146,6 +147,8 @@ class Writeback {
   bool stopping_ = false;
   bool kicked_ = false;
   std::function<void()> tick_;
+  // "writeback failed" while the device keeps failing: once per 10 s, with a count.
+  RateLimitedLog failure_log_;
   std::vector<std::thread> threads_;
 #ifdef UNTORN_TEST_HOOKS
   RaceHooks* hooks_ = nullptr;

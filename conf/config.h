@@ -9,7 +9,8 @@
 //   - native_atomic_unit is 0 ("probe it") or a power of two in [512, 1 MiB];
 //   - cache.folio_max is a power of two >= L; cache.size >= 2 * folio_max;
 //   - 0 <= dirty_background_ratio <= dirty_ratio <= 100, dirty_ratio >= 1;
-//   - journal.path is absolute (defaults to backing.path + ".journal").
+//   - journal.path is absolute (defaults to backing.path + ".journal");
+//   - stats.file is empty or absolute; stats.interval >= 1 s.
 // The cache and journal sections are validated now and used by later layers.
 #pragma once
 
@@ -37,6 +38,7 @@ struct Config {
     uint32_t logical_block_size = 4096;           // L
     uint32_t atomic_write_unit_max = 64 * 1024;   // A
     uint64_t native_atomic_unit = 0;              // 0: probe the backing's device
+    bool readonly = false;                        // also set by nbdkit -r
   } device;
 
   struct Cache {
@@ -54,6 +56,11 @@ struct Config {
     JournalMode mode = JournalMode::automatic;
     uint64_t checkpoint_size = uint64_t{64} << 20;  // records before a checkpoint
   } journal;
+
+  struct Stats {
+    std::string file;                       // empty: no stats file
+    std::chrono::milliseconds interval{10000};
+  } stats;
 
   // Test-only switches: negative controls and benchmarks. They make untorn unsafe and
   // are logged loudly when set; never use them for data you care about.

@@ -98,6 +98,10 @@ const std::vector<KeySpec>& key_specs() {
          c.device.native_atomic_unit = want_size(t);
        },
        [](const Config& c) { return std::to_string(c.device.native_atomic_unit); }},
+      {"device.readonly",
+       "serve read-only: no writes, no writeback, no recovery (nbdkit -r sets it; default false)",
+       [](Config& c, const std::string& t, const fs::path&) { c.device.readonly = want_bool(t); },
+       [](const Config& c) { return show_bool(c.device.readonly); }},
       {"cache.mode", "writeback | writethrough | uncached (default writeback)",
        [](Config& c, const std::string& t, const fs::path&) {
          if (t == "writeback") c.cache.mode = CacheMode::writeback;
@@ -150,6 +154,16 @@ const std::vector<KeySpec>& key_specs() {
          c.journal.checkpoint_size = want_size(t);
        },
        [](const Config& c) { return std::to_string(c.journal.checkpoint_size); }},
+      {"stats.file", "append the cache's counters to this file, one JSON object a line (default: off)",
+       [](Config& c, const std::string& t, const fs::path& b) { c.stats.file = want_path(t, b); },
+       [](const Config& c) { return c.stats.file; }},
+      {"stats.interval", "how often a stats line is written (default 10s; one more at exit)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         auto v = parse_duration(t);
+         if (!v) throw BadValue{"a duration such as 10s, 1m or 500ms"};
+         c.stats.interval = *v;
+       },
+       [](const Config& c) { return std::to_string(c.stats.interval.count()) + "ms"; }},
       {"test.unsafe_allow_journal_never", "TEST ONLY: allow journal.mode=never where writes can tear",
        [](Config& c, const std::string& t, const fs::path&) {
          c.test.unsafe_allow_journal_never = want_bool(t);
@@ -356,6 +370,9 @@ void validate(Config& c, const std::map<std::string, Origin>& origins) {
   if (S != 0 && (S % L != 0 || S > kMiB))
     fail(origin("test.unsafe_split_writes"), "test.unsafe_split_writes",
          "must be 0 or a multiple of device.logical_block_size up to 1M, got " + value_of(S));
+  if (c.stats.interval < std::chrono::seconds(1))
+    fail(origin("stats.interval"), "stats.interval",
+         "must be at least 1s, got " + std::to_string(c.stats.interval.count()) + "ms");
   if (c.journal.path.empty()) c.journal.path = c.backing.path + ".journal";
   if (c.journal.path == c.backing.path)
     fail(origin("journal.path"), "journal.path", "must not be the backing file itself");
@@ -380,6 +397,12 @@ bool ConfigLoader::is_known_key(std::string_view key) { return find_spec(key) !=
 std::vector<std::pair<std::string, std::string>> ConfigLoader::effective_values(const Config& config) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& spec : key_specs()) out.emplace_back(spec.name, spec.show(config));
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> ConfigLoader::key_help() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& spec : key_specs()) out.emplace_back(spec.name, spec.help);
   return out;
 }
 

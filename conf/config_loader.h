@@ -47,6 +47,8 @@ class ConfigLoader {
 
   // Every key, with a one-line description, for nbdkit's --help.
   static std::string help_text();
+  // Every key and its description, in table order (the man page's PARAMETERS).
+  static std::vector<std::pair<std::string, std::string>> key_help();
   static bool is_known_key(std::string_view key);
   // Every key with its value in `config`, in table order, spelled as the loader accepts it.
   static std::vector<std::pair<std::string, std::string>> effective_values(const Config& config);

@@ -65,11 +65,12 @@ void create_sparse(const std::string& path, uint64_t size) {
 }  // namespace
 
 std::unique_ptr<BackingFile> BackingFile::open(const Config::Backing& backing,
-                                               uint32_t logical_block_size) {
+                                               uint32_t logical_block_size, bool readonly) {
   const std::string& path = backing.path;
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     if (errno != ENOENT) fail_open(path, std::strerror(errno), errno);
+    if (readonly) fail_open(path, "does not exist (a read-only server does not create it)", ENOENT);
     if (backing.size == 0)
       fail_open(path, "does not exist, and backing.size is not set, so it cannot be created", ENOENT);
     create_sparse(path, backing.size);
@@ -77,7 +78,7 @@ std::unique_ptr<BackingFile> BackingFile::open(const Config::Backing& backing,
     fail_open(path, "is not a regular file");
   }
 
-  int flags = O_RDWR | O_CLOEXEC;
+  int flags = (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
   bool direct = backing.direct_io;
   FdGuard fd(::open(path.c_str(), flags | (direct ? O_DIRECT : 0)));
   if (fd.get() < 0 && direct && errno == EINVAL) {
@@ -89,15 +90,20 @@ std::unique_ptr<BackingFile> BackingFile::open(const Config::Backing& backing,
   }
   if (fd.get() < 0) fail_open(path, std::string("cannot open: ") + std::strerror(errno), errno);
 
-  if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+  if (flock(fd.get(), (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK)
-      fail_open(path, "is in use by another process (it holds a lock on it)", EBUSY);
+      fail_open(path, readonly ? "is in use by a read-write server (it holds a lock on it)"
+                               : "is in use by another process (it holds a lock on it)",
+                EBUSY);
     fail_open(path, std::string("cannot lock: ") + std::strerror(errno), errno);
   }
 
   if (fstat(fd.get(), &st) != 0) fail_open(path, std::strerror(errno), errno);
   uint64_t size = static_cast<uint64_t>(st.st_size);
   if (backing.size != 0 && backing.size != size) {
+    if (readonly)
+      fail_open(path, "is " + conf::format_size(size) + " but backing.size is " +
+                          conf::format_size(backing.size) + "; a read-only server does not resize it");
     if (!backing.resize)
       fail_open(path, "is " + conf::format_size(size) + " but backing.size is " +
                           conf::format_size(backing.size) +
@@ -114,11 +120,12 @@ std::unique_ptr<BackingFile> BackingFile::open(const Config::Backing& backing,
                         " is not a positive multiple of device.logical_block_size (" +
                         std::to_string(logical_block_size) + ")");
 
-  return std::make_unique<BackingFile>(OpenedBy{}, path, fd.release(), size, direct);
+  return std::make_unique<BackingFile>(OpenedBy{}, path, fd.release(), size, direct, readonly);
 }
 
-BackingFile::BackingFile(OpenedBy, std::string path, int fd, uint64_t size, bool direct_io)
-    : path_(std::move(path)), fd_(fd), size_(size), direct_io_(direct_io), storage_(probe_storage(fd)) {
+BackingFile::BackingFile(OpenedBy, std::string path, int fd, uint64_t size, bool direct_io, bool readonly)
+    : path_(std::move(path)), fd_(fd), size_(size), direct_io_(direct_io), readonly_(readonly),
+      storage_(probe_storage(fd)) {
   struct stat st;
   if (fstat(fd_, &st) == 0) {
     inode_ = st.st_ino;
@@ -145,6 +152,10 @@ BackingFile::BackingFile(OpenedBy, std::string path, int fd, uint64_t size, bool
 }
 
 BackingFile::~BackingFile() { ::close(fd_); }
+
+void BackingFile::refuse_if_readonly(const char* what) const {
+  if (readonly_) throw IoError(EROFS, std::string(what) + " of " + path_ + ": the device is read-only");
+}
 
 void BackingFile::check_range(uint64_t offset, uint64_t length, const char* what) const {
   if (offset > size_ || length > size_ - offset)
@@ -193,6 +204,7 @@ void BackingFile::read(uint64_t offset, std::span<std::byte> dst) {
 }
 
 void BackingFile::write(uint64_t offset, std::span<const std::byte> src) {
+  refuse_if_readonly("write");
   check_range(offset, src.size(), "write");
   if (reinterpret_cast<uintptr_t>(src.data()) % mem_align_ == 0) {
     // io_prep_pwrite takes a non-const pointer but only reads through it.
@@ -209,6 +221,7 @@ void BackingFile::write(uint64_t offset, std::span<const std::byte> src) {
 }
 
 void BackingFile::write_batch(std::span<WriteRequest> writes) {
+  refuse_if_readonly("write");
   std::vector<AioOp> ops;
   std::vector<size_t> op_write;  // the write each aio op carries
   std::vector<uint64_t> done(writes.size(), 0);
@@ -258,6 +271,7 @@ bool BackingFile::supports_atomic_write(uint64_t offset, uint64_t length) const 
 }
 
 void BackingFile::write_atomic(uint64_t offset, std::span<const std::byte> src) {
+  refuse_if_readonly("atomic write");
   if (!supports_atomic_write(offset, src.size())) throw_atomic_unsupported();
   constexpr int kRwfAtomic = 0x00000040;  // RWF_ATOMIC, Linux 6.11 (not in Debian 12's headers)
   const std::byte* p = src.data();
@@ -289,6 +303,7 @@ void BackingFile::write_zero_buffers(uint64_t offset, uint64_t length) {
 }
 
 void BackingFile::write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) {
+  refuse_if_readonly("zero");
   if (offset > size_ || length > size_ - offset)
     throw IoError(EINVAL, "zero beyond the end of the backing file");
   if (length == 0) return;
@@ -312,6 +327,7 @@ void BackingFile::write_zeroes(uint64_t offset, uint64_t length, ZeroOptions opt
 }
 
 void BackingFile::sync() {
+  refuse_if_readonly("sync");
   if (fdatasync(fd_) != 0) throw IoError::from_errno(errno, "fdatasync of " + path_);
 }
 

@@ -1,7 +1,8 @@
 // device/backing_file.h — the raw backing file, the real BlockDevice.
 //
 // Owns: the file descriptor (O_DIRECT where the filesystem allows it) and an exclusive
-// flock on it for its whole life, so two servers never share one backing file.
+// flock on it for its whole life, so two servers never share one backing file (read-only
+// servers take a shared lock: several may read one file no read-write server holds).
 // open() creates the file sparse when missing, checks or (when asked) changes its size,
 // and refuses anything that is not a regular file whose size is a multiple of L.
 // Reads and writes go through the calling thread's libaio queue; memory that does not
@@ -20,8 +21,10 @@ class BackingFile final : public BlockDevice {
  public:
   // Opens (or creates) the backing file described by `backing`; `logical_block_size` is L.
   // Throws IoError with a message naming the file and the config key to change.
+  // `readonly`: O_RDONLY and a shared lock; never creates or resizes the file, and every
+  // write, zero and sync fails with EROFS.
   static std::unique_ptr<BackingFile> open(const Config::Backing& backing,
-                                           uint32_t logical_block_size);
+                                           uint32_t logical_block_size, bool readonly = false);
   ~BackingFile() override;
   BackingFile(const BackingFile&) = delete;
   BackingFile& operator=(const BackingFile&) = delete;
@@ -30,6 +33,7 @@ class BackingFile final : public BlockDevice {
   uint32_t io_align() const override { return io_align_; }
   const StorageInfo& storage() const override { return storage_; }
   bool direct_io() const { return direct_io_; }
+  bool readonly() const { return readonly_; }
   uint64_t inode() const { return inode_; }
   uint64_t device_number() const { return device_number_; }
   const std::string& path() const { return path_; }
@@ -52,10 +56,11 @@ class BackingFile final : public BlockDevice {
  private:
   struct OpenedBy {};  // only open() may construct one
  public:
-  BackingFile(OpenedBy, std::string path, int fd, uint64_t size, bool direct_io);
+  BackingFile(OpenedBy, std::string path, int fd, uint64_t size, bool direct_io, bool readonly);
 
  private:
   void check_range(uint64_t offset, uint64_t length, const char* what) const;
+  void refuse_if_readonly(const char* what) const;
   void transfer(bool is_write, uint64_t offset, std::byte* buf, uint64_t length);
   void write_zero_buffers(uint64_t offset, uint64_t length);
 
@@ -63,6 +68,7 @@ class BackingFile final : public BlockDevice {
   int fd_;
   uint64_t size_;
   bool direct_io_;
+  bool readonly_;
   StorageInfo storage_;
   uint32_t io_align_;
   uint32_t mem_align_;

@@ -40,6 +40,24 @@ std::unique_ptr<PosixJournalFile> PosixJournalFile::open(const std::string& path
   return std::make_unique<PosixJournalFile>(OpenedBy{}, path, fd);
 }
 
+std::unique_ptr<PosixJournalFile> PosixJournalFile::open_readonly(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return nullptr;
+  if (fd < 0) throw IoError::from_errno(errno, "journal.path: " + path + ": cannot open");
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw IoError(EINVAL, "journal.path: " + path + ": is not a regular file");
+  }
+  if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw IoError(err == EWOULDBLOCK ? EBUSY : err,
+                  "journal.path: " + path + ": is in use by a read-write server (it holds a lock on it)");
+  }
+  return std::make_unique<PosixJournalFile>(OpenedBy{}, path, fd);
+}
+
 PosixJournalFile::~PosixJournalFile() { ::close(fd_); }
 
 uint64_t PosixJournalFile::size() {

@@ -3,7 +3,8 @@
 // Like BlockDevice, this is the seam where the crash harness records every write and sync
 // (tests/support/recording_*.h) and where tests inject faults. PosixJournalFile is the
 // real one: a buffered file descriptor (the journal is written append-only in packed
-// records and made durable with fdatasync), locked exclusively for its whole life.
+// records and made durable with fdatasync), locked exclusively for its whole life (shared,
+// when opened read-only).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +35,9 @@ class PosixJournalFile final : public JournalFile {
  public:
   // Opens or creates `path`. Throws IoError naming journal.path on failure.
   static std::unique_ptr<PosixJournalFile> open(const std::string& path);
+  // Opens `path` read-only with a shared lock (a read-only server only looks); nullptr
+  // when there is no such file. Writes through it fail with EBADF.
+  static std::unique_ptr<PosixJournalFile> open_readonly(const std::string& path);
   ~PosixJournalFile() override;
   PosixJournalFile(const PosixJournalFile&) = delete;
   PosixJournalFile& operator=(const PosixJournalFile&) = delete;

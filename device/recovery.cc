@@ -20,6 +20,21 @@ std::string describe(const journal::Identity& id) {
 
 }  // namespace
 
+PendingRecords pending_journal_records(JournalFile& file, uint64_t device_size) {
+  PendingRecords pending;
+  std::array<std::byte, journal::kHeaderSize> block{};
+  if (file.size() == 0 || file.read(0, block) != block.size()) return pending;
+  journal::Header header;
+  if (!journal::decode_header(block, header)) return pending;
+  JournalReader reader(file, header, device_size);
+  JournalReader::Record record;
+  while (reader.next(record)) {
+    ++pending.records;
+    pending.bytes += record.header.length;
+  }
+  return pending;
+}
+
 RecoveryResult recover_journal(BlockDevice& device, JournalFile& file,
                                const journal::Identity& identity) {
   RecoveryResult result;

@@ -24,6 +24,15 @@ struct RecoveryResult {
   const char* stop_reason = "";
 };
 
+// What a read-only server needs to know before it serves: how many valid records of the
+// current epoch the journal holds (writes acknowledged to clients that may not be in the
+// backing file yet). Reads only; 0 for a new, empty or foreign-format file.
+struct PendingRecords {
+  uint64_t records = 0;
+  uint64_t bytes = 0;
+};
+PendingRecords pending_journal_records(JournalFile& journal, uint64_t device_size);
+
 RecoveryResult recover_journal(BlockDevice& device, JournalFile& journal,
                                const journal::Identity& identity);
 

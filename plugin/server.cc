@@ -21,10 +21,12 @@ uint64_t extent_map_entries(uint64_t cache_size) {
 
 Server::Server(Config config)
     : config_(std::move(config)),
-      device_(BackingFile::open(config_.backing, config_.device.logical_block_size)),
+      device_(BackingFile::open(config_.backing, config_.device.logical_block_size,
+                                config_.device.readonly)),
       native_atomic_unit_(resolve_native_atomic_unit()) {
-  check_journal_mode();
-  if (config_.journal.mode != JournalMode::never) {
+  if (readonly()) refuse_pending_journal_readonly();
+  else check_journal_mode();
+  if (!readonly() && config_.journal.mode != JournalMode::never) {
     journal_file_ = PosixJournalFile::open(config_.journal.path);
     const journal::Identity identity{device_->size(), device_->inode(), device_->device_number(),
                                      config_.device.logical_block_size};
@@ -34,7 +36,7 @@ Server::Server(Config config)
   AtomicWriterOptions options;
   options.atomic_write_unit_max = config_.device.atomic_write_unit_max;
   options.native_atomic_unit = native_atomic_unit_;
-  options.mode = config_.journal.mode;
+  options.mode = readonly() ? JournalMode::never : config_.journal.mode;
   options.checkpoint_bytes = config_.journal.checkpoint_size;
   options.unsafe_split_writes = static_cast<uint32_t>(config_.test.unsafe_split_writes);
   if (options.unsafe_split_writes)
@@ -52,7 +54,24 @@ Server::Server(Config config)
                  " atomic_write_unit_min=" + std::to_string(config_.device.logical_block_size) +
                  " atomic_write_unit_max=" + std::to_string(config_.device.atomic_write_unit_max) +
                  " cache_mode=" + std::string(to_string(config_.cache.mode)) + " journal=" + to_string(config_.journal.mode) +
-                 " native_atomic_unit=" + std::to_string(native_atomic_unit_);
+                 " native_atomic_unit=" + std::to_string(native_atomic_unit_) +
+                 (readonly() ? " readonly" : "");
+  if (!config_.stats.file.empty()) stats_file_ = std::make_unique<StatsFile>(config_.stats.file);
+}
+
+void Server::refuse_pending_journal_readonly() const {
+  if (config_.journal.mode == JournalMode::never) return;
+  std::unique_ptr<PosixJournalFile> journal = PosixJournalFile::open_readonly(config_.journal.path);
+  if (!journal) return;
+  const PendingRecords pending = pending_journal_records(*journal, device_->size());
+  if (pending.records == 0) return;
+  throw IoError(EBUSY, "journal.path: " + config_.journal.path + " holds " +
+                           std::to_string(pending.records) + " record(s) (" +
+                           std::to_string(pending.bytes) +
+                           " bytes) of acknowledged writes that may not be in the backing file "
+                           "yet, and a read-only server cannot replay them: start untorn once "
+                           "read-write (without -r or device.readonly) to recover, stop it, then "
+                           "serve read-only");
 }
 
 // device.native_atomic_unit, else the physical block size of the device under the
@@ -86,22 +105,30 @@ void Server::check_journal_mode() const {
                             conf::format_size(native_atomic_unit_));
 }
 
-void Server::start(bool log_stats, std::chrono::seconds stats_interval) {
+void Server::start(bool log_stats) {
   log_stats_ = log_stats;
-  auto next = std::make_shared<std::chrono::steady_clock::time_point>(
-      std::chrono::steady_clock::now() + stats_interval);
-  // About once a second, in the first writeback thread.
-  auto tick = [this, next, stats_interval, log_stats] {
+  next_stats_ = std::chrono::steady_clock::now() + config_.stats.interval;
+  if (!readonly()) path_->start_background();
+  ticker_.start(std::chrono::seconds(1), [this] { tick(); });
+}
+
+// About once a second, in the ticker thread.
+void Server::tick() {
+  if (!readonly()) {
     try {
       check_backing(true);
     } catch (const IoError&) {
       // Logged once by check_backing; requests fail from now on.
+    } catch (const std::exception& e) {
+      log_warning(std::string("checking the backing file: ") + e.what());
     }
-    if (!log_stats || std::chrono::steady_clock::now() < *next) return;
-    *next = std::chrono::steady_clock::now() + stats_interval;
-    log_info("stats: " + stats_line());
-  };
-  path_->start_background(std::move(tick));
+  }
+  if (!stats_file_ && !log_stats_) return;
+  if (std::chrono::steady_clock::now() < next_stats_) return;
+  next_stats_ = std::chrono::steady_clock::now() + config_.stats.interval;
+  const CacheCounters c = counters();
+  if (stats_file_) stats_file_->append(c, false);
+  if (log_stats_) log_info("stats: " + c.to_string());
 }
 
 void Server::check_backing(bool probe_now) {
@@ -122,19 +149,31 @@ void Server::check_backing(bool probe_now) {
   if (backing_changed_.load(std::memory_order_acquire)) throw IoError(EIO, backing_changed_message_);
 }
 
-std::string Server::stats_line() {
+CacheCounters Server::counters() {
   CacheCounters c = path_->counters();
   c.journal_commits = journal_ ? journal_->commits() : 0;
-  return c.to_string();
+  return c;
 }
 
 void Server::shutdown() {
+  ticker_.stop();
+  if (readonly()) {  // nothing to write back, and a sync would fail with EROFS
+    if (stats_file_) stats_file_->append(counters(), true);
+    if (log_stats_) log_info("stats at exit: " + counters().to_string());
+    return;
+  }
+  const uint64_t dirty = path_->counters().dirty_bytes;
+  if (dirty > 0)
+    log_info("shutdown: writing back " + conf::format_size(dirty) + " of dirty data and syncing");
   try {
     path_->shutdown();
+    if (dirty > 0) log_info("shutdown: everything written back and synced");
   } catch (const std::exception& e) {
     log_warning(std::string("shutdown: could not write everything back: ") + e.what());
   }
-  if (log_stats_) log_info("stats at exit: " + stats_line());
+  const CacheCounters c = counters();
+  if (stats_file_) stats_file_->append(c, true);
+  if (log_stats_) log_info("stats at exit: " + c.to_string());
 }
 
 uint32_t Server::preferred_block_size() const {

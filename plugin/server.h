@@ -8,6 +8,9 @@
 // journal recovery before anything is served. Built once in nbdkit's get_ready (before
 // nbdkit forks, so errors reach the user's terminal), destroyed at unload. Nothing here
 // calls nbdkit: plugin/untorn_plugin.cc is the only file that does.
+// Read-only (device.readonly, or nbdkit -r): the backing file is opened O_RDONLY with a
+// shared lock, no journal is written or replayed (a journal holding records is refused,
+// so a read-only view is never an unrecovered one), and no writeback thread starts.
 #pragma once
 
 #include <memory>
@@ -25,6 +28,8 @@
 #include "device/journal_file.h"
 #include "device/journal_writer.h"
 #include "device/recovery.h"
+#include "plugin/stats_file.h"
+#include "util/periodic_thread.h"
 
 namespace untorn {
 
@@ -39,13 +44,17 @@ class Server {
   uint64_t native_atomic_unit() const { return native_atomic_unit_; }
   const RecoveryResult& recovery() const { return recovery_; }
 
-  // After nbdkit forks: background writeback; with log_stats, the cache's counters are
-  // logged every `stats_interval` and at shutdown.
-  void start(bool log_stats, std::chrono::seconds stats_interval = std::chrono::seconds(10));
+  bool readonly() const { return config_.device.readonly; }
+
+  // After nbdkit forks: background writeback (unless read-only) and a once-a-second tick
+  // that checks the backing file and writes the stats file (stats.file) every
+  // stats.interval; with log_stats (-D untorn.stats=1) the counters are logged then too.
+  void start(bool log_stats);
   // At nbdkit's cleanup (no connection left): everything written back and synced, threads
-  // stopped. Errors are logged (the data stays in the journal/cache state they reached).
+  // stopped, the final stats line written. Progress and errors are logged (the data stays
+  // in the journal/cache state they reached).
   void shutdown();
-  std::string stats_line();
+  CacheCounters counters();
   // Changing the backing file behind a running server is not supported: once its size is
   // seen to differ from the served size (probe_now: look now; else what the last look, at
   // a flush or the once-a-second tick, found), every write, zero, trim and flush fails
@@ -63,6 +72,8 @@ class Server {
  private:
   uint64_t resolve_native_atomic_unit() const;
   void check_journal_mode() const;
+  void refuse_pending_journal_readonly() const;
+  void tick();
 
   Config config_;
   std::unique_ptr<BackingFile> device_;
@@ -74,6 +85,9 @@ class Server {
   std::unique_ptr<MappedDevice> mapped_;
   std::unique_ptr<AtomicWriter> writer_;
   std::unique_ptr<CachedPath> path_;
+  std::unique_ptr<StatsFile> stats_file_;
+  PeriodicThread ticker_;
+  std::chrono::steady_clock::time_point next_stats_;  // ticker thread only
   bool log_stats_ = false;
   std::atomic<bool> backing_changed_{false};
   std::once_flag backing_changed_logged_;

@@ -12,6 +12,7 @@
 #include <new>
 
 #include "conf/config_loader.h"
+#include "plugin/nbdkit_argv.h"
 #include "plugin/server.h"
 #include "util/io_error.h"
 #include "util/log.h"
@@ -56,14 +57,16 @@ int guarded(const char* what, F&& f) noexcept {
   return -1;
 }
 
+// nbdkit has two log levels: error (always logged, to stderr, syslog or nowhere as
+// --log says) and debug (-v). Warnings and notices must reach the operator by default,
+// so they go at the error level, worded "warning: ..." and "info: ...".
 void log_to_nbdkit(untorn::LogLevel level, std::string_view message) {
-  if (level == untorn::LogLevel::debug) {
-    nbdkit_debug("%.*s", static_cast<int>(message.size()), message.data());
-    return;
+  const int n = static_cast<int>(message.size());
+  switch (level) {
+    case untorn::LogLevel::debug: nbdkit_debug("%.*s", n, message.data()); break;
+    case untorn::LogLevel::info: nbdkit_error("info: %.*s", n, message.data()); break;
+    case untorn::LogLevel::warning: nbdkit_error("warning: %.*s", n, message.data()); break;
   }
-  const char* prefix = level == untorn::LogLevel::warning ? "warning: " : "";
-  std::fprintf(stderr, "nbdkit: untorn: %s%.*s\n", prefix, static_cast<int>(message.size()),
-               message.data());
 }
 
 void untorn_load() { untorn::set_log_sink(log_to_nbdkit); }
@@ -92,6 +95,11 @@ int untorn_config(const char* key, const char* value) {
 
 int untorn_config_complete() {
   try {
+    // nbdkit -r: read-only from the start (see plugin/nbdkit_argv.h). Last, so it wins.
+    if (untorn::nbdkit_args_say_readonly(untorn::own_command_line())) {
+      nbdkit_debug("nbdkit -r: serving read-only (device.readonly=true)");
+      loader.add_override("device.readonly", "true");
+    }
     config = std::make_unique<untorn::Config>(loader.load());
     return 0;
   } catch (const std::exception& e) {
@@ -124,12 +132,18 @@ void untorn_cleanup() {
   if (server) server->shutdown();
 }
 
-void* untorn_open(int /*readonly*/) { return server.get(); }
+void* untorn_open(int readonly) {
+  // nbdkit refuses writes on a read-only connection itself; say so when untorn did not
+  // know (a filter asked for it, or -r spelled in a way nbdkit_argv did not read).
+  if (readonly && !server->readonly())
+    nbdkit_debug("read-only connection to a read-write untorn server");
+  return server.get();
+}
 
 Server& srv(void* handle) { return *static_cast<Server*>(handle); }
 
 int64_t untorn_get_size(void* handle) { return static_cast<int64_t>(srv(handle).path().size()); }
-int untorn_can_write(void*) { return 1; }
+int untorn_can_write(void* handle) { return srv(handle).readonly() ? 0 : 1; }
 int untorn_can_flush(void*) { return 1; }
 int untorn_can_trim(void*) { return 1; }
 int untorn_can_zero(void*) { return 1; }
@@ -208,7 +222,8 @@ int untorn_cache(void* handle, uint32_t count, uint64_t offset, uint32_t) {
   return guarded("cache", [&] { srv(handle).path().prefetch(offset, count); });
 }
 
-std::string help_text = untorn::conf::ConfigLoader::help_text();
+std::string help_text = untorn::conf::ConfigLoader::help_text() +
+                        "Every parameter, the promises and examples: man nbdkit-untorn-plugin";
 
 struct nbdkit_plugin plugin = [] {
   struct nbdkit_plugin p {};

@@ -2,7 +2,8 @@
 //
 // Owns: a process-wide sink function. Code below plugin/ (conf/, device/, cache/) never
 // calls nbdkit directly; it logs here, and plugin/ installs a sink that forwards to
-// nbdkit_debug / stderr. Tests install a capturing sink. The default sink writes to stderr.
+// nbdkit_error (warnings, notices) and nbdkit_debug. Tests install a capturing sink. The
+// default sink (tools, tests) writes warnings and notices to stderr.
 // Invariant: set_log_sink is called before worker threads start (at load / config time);
 // logging itself is thread-safe as long as the sink is.
 #pragma once

@@ -487,6 +487,136 @@ TEST_F(IntegrationTest, StatsFlagLogsTheCacheCountersAtExit) {
                     HasSubstr("writeback_bytes=65536"), HasSubstr("journal_commits=1")));
 }
 
+// Read-only: nbdkit -r (and device.readonly) serves the file without writing it: the
+// client sees a read-only export, a write is refused with EPERM, the backing file keeps
+// its bytes and its modification time, and no journal is created.
+class ReadOnlyTest : public IntegrationTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(ReadOnlyTest, ServesWithoutWriting) {
+  std::vector<char> data(65536);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + 1);
+  start({"journal.mode=never", "device.native_atomic_unit=65536"});
+  {
+    auto h = connect();
+    ASSERT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 4096, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
+  }
+  server_->stop();
+  const auto mtime = std::filesystem::last_write_time(dir_.file("disk.img"));
+  start({GetParam()});
+  auto h = connect({.client_checks = false});
+  EXPECT_EQ(nbd_is_read_only(h.get()), 1);
+  std::vector<char> got(data.size());
+  pread_ok(h.get(), got.data(), got.size(), 4096);
+  EXPECT_EQ(got, data);
+  std::vector<char> other(4096, 'w');
+  EXPECT_EQ(nbd_pwrite(h.get(), other.data(), other.size(), 0, 0), -1);
+  EXPECT_EQ(nbd_get_errno(), EPERM) << nbd_get_error();
+  h.reset();
+  ASSERT_EQ(server_->stop(), 0) << server_->stderr_text();
+  EXPECT_EQ(std::filesystem::last_write_time(dir_.file("disk.img")), mtime);
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("disk.img.journal")));
+  EXPECT_THAT(server_->stderr_text(), ::testing::Not(HasSubstr("warning")));
+}
+
+// A journal holding records means the backing file may lack acknowledged writes: a
+// read-only server refuses to start (and says how to recover) instead of serving an
+// unrecovered view, and leaves the journal as it was.
+TEST_P(ReadOnlyTest, RefusesAJournalHoldingRecords) {
+  start({"device.native_atomic_unit=4096"});
+  {
+    auto h = connect();
+    std::vector<char> data(65536, 'j');  // above the native unit: journaled
+    ASSERT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 0, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
+  }
+  server_->kill_hard();
+  const auto journal_before = std::filesystem::file_size(dir_.file("disk.img.journal"));
+  start({GetParam(), "device.native_atomic_unit=4096"});
+  const int status = server_->wait_exit();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_THAT(server_->stderr_text(),
+              AllOf(HasSubstr("holds 1 record(s) (65536 bytes)"),
+                    HasSubstr("start untorn once read-write (without -r or device.readonly) to recover")));
+  EXPECT_EQ(std::filesystem::file_size(dir_.file("disk.img.journal")), journal_before);
+  // Recovered read-write once, it serves read-only with the data.
+  start({"device.native_atomic_unit=4096"});
+  { auto h = connect(); }
+  ASSERT_EQ(server_->stop(), 0);
+  start({GetParam(), "device.native_atomic_unit=4096"});
+  auto h = connect();
+  std::vector<char> got(65536);
+  pread_ok(h.get(), got.data(), got.size(), 0);
+  EXPECT_EQ(got, std::vector<char>(65536, 'j'));
+}
+
+INSTANTIATE_TEST_SUITE_P(Flag, ReadOnlyTest,
+                         ::testing::Values("-r", "--readonly", "-fr", "device.readonly=true"),
+                         [](const auto& info) {
+                           return std::string(info.index == 0   ? "DashR"
+                                              : info.index == 1 ? "LongReadonly"
+                                              : info.index == 2 ? "BundledFr"
+                                                                : "DeviceReadonlyKey");
+                         });
+
+// stats.file: one JSON object a line every stats.interval, and a final one at exit.
+TEST_F(IntegrationTest, StatsFileGetsJsonLinesAndAFinalOne) {
+  const std::string stats = dir_.file("stats.jsonl");
+  start({"stats.file=" + stats, "stats.interval=1s", "device.native_atomic_unit=4096"});
+  {
+    auto h = connect();
+    std::vector<char> data(65536, 's');
+    ASSERT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 0, 0), 0) << nbd_get_error();
+    ASSERT_EQ(nbd_flush(h.get(), 0), 0) << nbd_get_error();
+  }
+  // An interval line (final=false) appears within a few ticks; polled, with a deadline.
+  auto read_lines = [&] {
+    std::ifstream in(stats);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    return lines;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (read_lines().empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_FALSE(read_lines().empty()) << "no stats line within 20 s";
+  ASSERT_EQ(server_->stop(), 0) << server_->stderr_text();
+  const auto lines = read_lines();
+  ASSERT_GE(lines.size(), 2u);
+  for (const auto& l : lines) {
+    EXPECT_THAT(l, ::testing::StartsWith("{\"format\":\"untorn-stats\",\"version\":1,\"time\":\"20"));
+    EXPECT_THAT(l, ::testing::EndsWith("}}"));
+  }
+  EXPECT_THAT(lines.front(), HasSubstr("\"final\":false"));
+  EXPECT_THAT(lines.back(), AllOf(HasSubstr("\"final\":true"),
+                                  HasSubstr("\"write_requests\":{\"value\":1,\"unit\":\"requests\",\"kind\":\"total\"}"),
+                                  HasSubstr("\"writeback_bytes\":{\"value\":65536,\"unit\":\"bytes\""),
+                                  HasSubstr("\"journal_commits\":{\"value\":1,")));
+}
+
+TEST_F(IntegrationTest, StatsFileThatCannotBeOpenedIsRefusedAtStartup) {
+  start({"stats.file=" + dir_.file("no-such-dir/stats.jsonl")});
+  const int status = server_->wait_exit();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_THAT(server_->stderr_text(), HasSubstr("stats.file: " + dir_.file("no-such-dir/stats.jsonl") +
+                                                ": cannot open: No such file or directory"));
+}
+
+// Every message goes through nbdkit's logging: with --log=null nothing reaches stderr
+// (the notice of a new backing file, here); by default it comes with nbdkit's prefix.
+TEST_F(IntegrationTest, MessagesGoThroughNbdkitLogging) {
+  start({"--log=null"});
+  { auto h = connect(); }
+  ASSERT_EQ(server_->stop(), 0);
+  EXPECT_EQ(server_->stderr_text(), "");
+  std::filesystem::remove(dir_.file("disk.img"));
+  start({"--log=stderr"});
+  { auto h = connect(); }
+  ASSERT_EQ(server_->stop(), 0);
+  EXPECT_THAT(server_->stderr_text(), HasSubstr("nbdkit: error: info: created sparse backing file " +
+                                                dir_.file("disk.img") + " of 64M"));
+}
+
 TEST_F(IntegrationTest, RestartAfterKillReplaysTheJournal) {
   start({"device.native_atomic_unit=4096"});
   std::vector<char> data(65536);
