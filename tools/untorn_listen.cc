@@ -30,9 +30,18 @@ namespace {
   std::exit(1);
 }
 
+constexpr const char* kHelp =
+    "usage: untorn-listen [--unix PATH]... [--tcp HOST:PORT]... [--ready-file FILE] -- nbdkit ARGS...\n"
+    "\n"
+    "Binds every socket given (a unix socket PATH, replacing a stale one; TCP HOST:PORT,\n"
+    "port 0 picks a free one), then becomes nbdkit with them handed over by socket\n"
+    "activation (LISTEN_FDS), so one nbdkit serves unix and TCP at once. Prints where it\n"
+    "listens, one line each (\"unix PATH\", \"tcp HOST:PORT\"), on stdout or into FILE.\n"
+    "nbdkit must not be given -U, -p, -i or -s then. See nbdkit-untorn-plugin(1).\n";
+
 [[noreturn]] void usage() {
-  die("usage: untorn-listen [--unix PATH]... [--tcp HOST:PORT]... [--ready-file FILE] -- "
-      "nbdkit ARGS...");
+  std::fputs(kHelp, stderr);
+  std::exit(2);
 }
 
 int listen_unix(const std::string& path, std::string& printed) {
@@ -110,6 +119,10 @@ int main(int argc, char** argv) {
     if (arg == "--") {
       ++i;
       break;
+    }
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kHelp, stdout);
+      return 0;
     }
     if (i + 1 >= argc) usage();
     std::string printed;

@@ -54,8 +54,17 @@ kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true; srv_pid=""
 "$UNTORN_LISTEN" --unix "$dir/busy.sock" -- true >/dev/null || fail "stale socket not replaced"
 
 args=$("$UNTORN_CONFIG" --qemu-nvme-args n0 backing.path=/x device.logical_block_size=512 device.atomic_write_unit_max=16K)
-[ "$args" = "-device nvme,id=nvme0,serial=untorn,atomic.dn=off,atomic.awun=31,atomic.awupf=31 -device nvme-ns,drive=n0,bus=nvme0,nsid=1,logical_block_size=512,physical_block_size=512" ] \
+[ "$args" = "-device nvme,id=nvme0,serial=untorn-nvme0,atomic.dn=off,atomic.awun=31,atomic.awupf=31 -device nvme-ns,drive=n0,bus=nvme0,nsid=1,logical_block_size=512,physical_block_size=512" ] \
   || fail "qemu args: $args"
+args=$("$UNTORN_CONFIG" --qemu-nvme-args n1 --id nvme1 --nsid 2 backing.path=/x)
+[ "$args" = "-device nvme,id=nvme1,serial=untorn-nvme1,atomic.dn=off,atomic.awun=15,atomic.awupf=15 -device nvme-ns,drive=n1,bus=nvme1,nsid=2,logical_block_size=4096,physical_block_size=4096" ] \
+  || fail "qemu args of a second disk: $args"
+args=$("$UNTORN_CONFIG" --qemu-blockdev n0 /run/untorn/d.sock)
+[ "$args" = "-blockdev driver=nbd,node-name=n0,server.type=unix,server.path=/run/untorn/d.sock,reconnect-delay=30,cache.direct=on,discard=unmap" ] \
+  || fail "qemu blockdev: $args"
+args=$("$UNTORN_CONFIG" --qemu-blockdev n0 192.0.2.7:10809 --tls-creds tls0 --reconnect-delay 10)
+[ "$args" = "-blockdev driver=nbd,node-name=n0,server.type=inet,server.host=192.0.2.7,server.port=10809,tls-creds=tls0,reconnect-delay=10,cache.direct=on,discard=unmap" ] \
+  || fail "qemu blockdev over TLS: $args"
 if "$UNTORN_CONFIG" backing.path=/x device.atomic_write_unit_max=2K 2>"$dir/cfg.err"; then fail "bad config accepted"; fi
 grep -q "device.atomic_write_unit_max: must be at least device.logical_block_size" "$dir/cfg.err" \
   || fail "untorn-config message: $(cat "$dir/cfg.err")"
