@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # scripts/serve.sh — install what is missing, build, and serve an untorn device.
-# Usage: scripts/serve.sh [--config FILE] [--unix PATH] [--tcp HOST:PORT] [--no-tcp] [key=value...]
+# Usage: scripts/serve.sh [--config FILE] [--unix PATH] [--tcp HOST:PORT] [--no-tcp]
+#          [--tls-psk FILE | --tls-certificates DIR] [--tls require|on] [--readonly]
+#          [--nbdkit-option OPT]... [key=value...]
 # Defaults: conf/default.yaml, an 8G sparse image untorn-disk.img beside the repo, a unix
 # socket untorn.sock beside the repo and TCP on 127.0.0.1:10809 (loopback only; pass
-# --tcp 0.0.0.0:10809 to serve other hosts). Runs in the foreground; Ctrl-C stops it.
+# --tcp 0.0.0.0:10809 to serve other hosts, with TLS). --tls-psk/--tls-certificates pass
+# nbdkit's own TLS options (--tls require unless --tls on is given); --readonly is nbdkit
+# -r; --nbdkit-option passes any other nbdkit option (e.g. --nbdkit-option=--filter=ip).
+# Runs in the foreground; Ctrl-C stops it.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 beside=$(dirname "$repo")
@@ -12,18 +17,47 @@ config="$repo/conf/default.yaml"
 unix_sock="$beside/untorn.sock"
 tcp="127.0.0.1:10809"
 image="$beside/untorn-disk.img"
-keys=()
+keys=() nbdkit_opts=() tls="" tls_psk="" tls_certs=""
 while [ $# -gt 0 ]; do
   case $1 in
     --config) config=$(realpath "$2"); image=""; shift 2 ;;
     --unix) unix_sock=$2; shift 2 ;;
     --tcp) tcp=$2; shift 2 ;;
     --no-tcp) tcp=""; shift ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    --tls-psk) tls_psk=$(realpath "$2"); shift 2 ;;
+    --tls-certificates) tls_certs=$(realpath "$2"); shift 2 ;;
+    --tls) tls=$2; shift 2 ;;
+    --readonly) nbdkit_opts+=(-r); shift ;;
+    --nbdkit-option=*) nbdkit_opts+=("${1#--nbdkit-option=}"); shift ;;
+    --nbdkit-option) nbdkit_opts+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *=*) keys+=("$1"); [[ $1 == backing.path=* ]] && image=""; shift ;;
     *) echo "serve.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+
+case $tls in
+  ""|require|on) ;;
+  *) echo "serve.sh: --tls wants require or on, got '$tls'" >&2; exit 2 ;;
+esac
+if [ -n "$tls_psk" ] && [ -n "$tls_certs" ]; then
+  echo "serve.sh: give --tls-psk or --tls-certificates, not both" >&2; exit 2
+fi
+[ -z "$tls_psk" ] || [ -r "$tls_psk" ] || { echo "serve.sh: --tls-psk: cannot read $tls_psk" >&2; exit 2; }
+[ -z "$tls_certs" ] || [ -r "$tls_certs/server-cert.pem" ] || {
+  echo "serve.sh: --tls-certificates: $tls_certs has no readable server-cert.pem (see README, TLS)" >&2; exit 2; }
+if [ -n "$tls_psk$tls_certs" ]; then
+  nbdkit_opts+=("--tls=${tls:-require}")
+  [ -n "$tls_psk" ] && nbdkit_opts+=("--tls-psk=$tls_psk")
+  [ -n "$tls_certs" ] && nbdkit_opts+=("--tls-certificates=$tls_certs")
+elif [ -n "$tls" ]; then
+  echo "serve.sh: --tls $tls needs --tls-psk FILE or --tls-certificates DIR" >&2; exit 2
+fi
+tcp_host=${tcp%:*}; tcp_host=${tcp_host#[}; tcp_host=${tcp_host%]}
+if [ -n "$tcp" ] && [ -z "$tls_psk$tls_certs" ] && ! [[ $tcp_host == 127.* || $tcp_host == ::1 || $tcp_host == localhost ]]; then
+  echo "serve.sh: WARNING: serving $tcp beyond loopback WITHOUT TLS: anyone who can reach it" >&2
+  echo "serve.sh: WARNING: can read and overwrite the disk. Use --tls-psk FILE (README, TLS)." >&2
+fi
 
 "$repo/scripts/deps.sh" build
 if [ ! -f "$repo/build/build.ninja" ]; then meson setup "$repo/build" >/dev/null; fi
@@ -39,7 +73,7 @@ listen=(--unix "$unix_sock")
 
 ready=$(mktemp -u "${TMPDIR:-/tmp}/untorn-ready.XXXXXX")
 "$repo/build/tools/untorn-listen" "${listen[@]}" --ready-file "$ready" -- \
-  nbdkit -f "$repo/build/plugin/nbdkit-untorn-plugin.so" "${args[@]}" &
+  nbdkit -f "${nbdkit_opts[@]}" "$repo/build/plugin/nbdkit-untorn-plugin.so" "${args[@]}" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$ready"' EXIT
 trap 'exit 130' INT TERM
@@ -47,29 +81,45 @@ while [ ! -f "$ready" ]; do
   kill -0 $pid 2>/dev/null || { wait $pid; exit $?; }
   sleep 0.1
 done
+uri_unix="nbd+unix:///?socket=$unix_sock"
+tls_uri="" tls_object=""
+if [ -n "$tls_psk" ]; then
+  user=$(head -1 "$tls_psk" | cut -d: -f1)
+  uri_unix="nbds+unix://$user@/?socket=$unix_sock&tls-psk-file=$tls_psk"
+  tls_uri="nbds://$user@%s/?tls-psk-file=$tls_psk"
+  tls_object="-object tls-creds-psk,id=tls0,endpoint=client,dir=$(dirname "$tls_psk"),username=$user"
+elif [ -n "$tls_certs" ]; then
+  uri_unix="nbds+unix:///?socket=$unix_sock&tls-certificates=CLIENT-DIR"
+  tls_uri="nbds://%s/?tls-certificates=CLIENT-DIR"
+  tls_object="-object tls-creds-x509,id=tls0,endpoint=client,dir=CLIENT-DIR"
+fi
 # The sockets listen before nbdkit starts; one NBD handshake proves nbdkit is serving.
-if ! nbdinfo --size "nbd+unix:///?socket=$unix_sock" >/dev/null 2>&1; then
+probe=$uri_unix
+[ -n "$tls_certs" ] && probe=""   # the client's certificates are not ours to know
+if [ -n "$probe" ] && ! nbdinfo --size "$probe" >/dev/null 2>&1; then
   kill -0 $pid 2>/dev/null || { wait $pid; exit $?; }
   echo "serve.sh: warning: nbdkit is running but did not answer nbdinfo" >&2
 fi
 
-uri_unix="nbd+unix:///?socket=$unix_sock"
 echo "untorn is serving ${image:-the configured backing file} (config: $config)"
 while read -r kind addr; do
   case $kind in
     unix) echo "  unix socket: $uri_unix" ;;
-    tcp) echo "  tcp:         nbd://$addr" ;;
+    tcp) if [ -n "$tls_uri" ]; then printf "  tcp:         $tls_uri\n" "$addr"; else echo "  tcp:         nbd://$addr"; fi ;;
   esac
 done < "$ready"
 rm -f "$ready"
+blockdev=$("$repo/build/tools/untorn-config" --qemu-blockdev untorn0 "$unix_sock" ${tls_object:+--tls-creds tls0})
 cat <<EOT
 
 Try:
   nbdinfo '$uri_unix'
   nbdcopy my-file.img '$uri_unix'          # copy a file in
   nbdcopy '$uri_unix' copy.img             # and back out
-  qemu-system-x86_64 ... -blockdev driver=nbd,node-name=untorn0,server.type=unix,server.path=$unix_sock,cache.direct=on,discard=unmap \\
+  qemu-system-x86_64 ... ${tls_object:+$tls_object \\
+      }$blockdev \\
       $qemu_args
+  (reconnect-delay: the guest waits up to 30 s for a restarted server instead of failing I/O)
 Ctrl-C stops the server.
 EOT
 wait $pid
