@@ -69,7 +69,7 @@ CachedPath::CachedPath(MappedDevice& device, ExtentMap& map, AtomicWriter& write
 
 CachedPath::~CachedPath() { writeback_.stop(); }
 
-void CachedPath::start_background(std::function<void()> tick) { writeback_.start(std::move(tick)); }
+void CachedPath::start_background() { writeback_.start(); }
 
 void CachedPath::shutdown() {
   writeback_.stop();

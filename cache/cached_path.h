@@ -52,8 +52,8 @@ class CachedPath final : public RequestPath {
              uint32_t atomic_write_unit_max);
   ~CachedPath() override;
 
-  // Background writeback (nbdkit's after_fork, or a test). `tick` runs about once a second.
-  void start_background(std::function<void()> tick = {});
+  // Background writeback (nbdkit's after_fork, or a test).
+  void start_background();
   // Writes everything back and syncs, then stops the background threads. Throws on error.
   void shutdown();
 

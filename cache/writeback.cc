@@ -19,10 +19,9 @@ Writeback::Writeback(FolioCache& cache, RangeLock& locks, AtomicWriter& writer, 
 
 Writeback::~Writeback() { stop(); }
 
-void Writeback::start(std::function<void()> tick) {
+void Writeback::start() {
   std::lock_guard lk(state_mutex_);
   if (!threads_.empty()) return;
-  tick_ = std::move(tick);
   stopping_ = false;
   running_ = true;
   for (unsigned i = 0; i < std::max(1u, options_.threads); ++i)
@@ -282,7 +281,7 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool for_re
     // dirty. Writeback no request waits for is reported by the next flush (R1).
     stats_.add(stats_.writeback_errors);
     if (!for_request) record_error(first_error);
-    failure_log_.warn("writeback failed, the data stays dirty: " + first_error);
+    failure_log_.warn("writeback", "writeback failed, the data stays dirty: " + first_error);
     throw IoError(EIO, "writeback failed: " + first_error);
   }
 }
@@ -426,11 +425,9 @@ bool Writeback::wait_for_progress() {
   return true;
 }
 
-void Writeback::thread_main(unsigned index) {
-  using clock = std::chrono::steady_clock;
+void Writeback::thread_main(unsigned /*index*/) {
   const auto period = std::min<std::chrono::milliseconds>(
       std::chrono::milliseconds(1000), std::max<std::chrono::milliseconds>(options_.expire / 4, std::chrono::milliseconds(10)));
-  auto next_tick = clock::now() + std::chrono::seconds(1);
   for (;;) {
     {
       std::unique_lock lk(state_mutex_);
@@ -449,10 +446,6 @@ void Writeback::thread_main(unsigned index) {
       }
     } catch (const std::exception&) {
       // Recorded for the next flush and logged; retried on the next round.
-    }
-    if (index == 0 && tick_ && clock::now() >= next_tick) {
-      next_tick = clock::now() + std::chrono::seconds(1);
-      tick_();
     }
   }
 }

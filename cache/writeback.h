@@ -57,8 +57,8 @@ class Writeback {
   Writeback(const Writeback&) = delete;
   Writeback& operator=(const Writeback&) = delete;
 
-  // Background threads; `tick` (may be empty) runs in the first one about once a second.
-  void start(std::function<void()> tick = {});
+  // Background threads.
+  void start();
   void stop();
 
   // Acquire: ordered after the device writes of every group counted off before it (block
@@ -146,7 +146,6 @@ class Writeback {
   std::string error_;                  // first writeback failure since the last flush
   bool stopping_ = false;
   bool kicked_ = false;
-  std::function<void()> tick_;
   // "writeback failed" while the device keeps failing: once per 10 s, with a count.
   RateLimitedLog failure_log_;
   std::vector<std::thread> threads_;

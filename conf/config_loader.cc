@@ -155,7 +155,9 @@ const std::vector<KeySpec>& key_specs() {
        },
        [](const Config& c) { return std::to_string(c.journal.checkpoint_size); }},
       {"stats.file", "append the cache's counters to this file, one JSON object a line (default: off)",
-       [](Config& c, const std::string& t, const fs::path& b) { c.stats.file = want_path(t, b); },
+       [](Config& c, const std::string& t, const fs::path& b) {
+         c.stats.file = t.empty() ? std::string() : want_path(t, b);  // empty: off
+       },
        [](const Config& c) { return c.stats.file; }},
       {"stats.interval", "how often a stats line is written (default 10s; one more at exit)",
        [](Config& c, const std::string& t, const fs::path&) {

@@ -20,12 +20,14 @@ std::string describe(const journal::Identity& id) {
 
 }  // namespace
 
-PendingRecords pending_journal_records(JournalFile& file, uint64_t device_size) {
+PendingRecords pending_journal_records(JournalFile& file, uint64_t device_size,
+                                       const journal::Identity& identity) {
   PendingRecords pending;
   std::array<std::byte, journal::kHeaderSize> block{};
   if (file.size() == 0 || file.read(0, block) != block.size()) return pending;
   journal::Header header;
   if (!journal::decode_header(block, header)) return pending;
+  pending.foreign = !(header.identity == identity);
   JournalReader reader(file, header, device_size);
   JournalReader::Record record;
   while (reader.next(record)) {

@@ -26,12 +26,15 @@ struct RecoveryResult {
 
 // What a read-only server needs to know before it serves: how many valid records of the
 // current epoch the journal holds (writes acknowledged to clients that may not be in the
-// backing file yet). Reads only; 0 for a new, empty or foreign-format file.
+// backing file yet), and whether the journal names another backing file than `identity`.
+// Reads only; 0 records for a new, empty or non-journal file (nothing of ours in it).
 struct PendingRecords {
   uint64_t records = 0;
   uint64_t bytes = 0;
+  bool foreign = false;
 };
-PendingRecords pending_journal_records(JournalFile& journal, uint64_t device_size);
+PendingRecords pending_journal_records(JournalFile& journal, uint64_t device_size,
+                                       const journal::Identity& identity);
 
 RecoveryResult recover_journal(BlockDevice& device, JournalFile& journal,
                                const journal::Identity& identity);

@@ -21,6 +21,7 @@ uint64_t extent_map_entries(uint64_t cache_size) {
 
 Server::Server(Config config)
     : config_(std::move(config)),
+      stats_file_(config_.stats.file.empty() ? nullptr : std::make_unique<StatsFile>(config_.stats.file)),
       device_(BackingFile::open(config_.backing, config_.device.logical_block_size,
                                 config_.device.readonly)),
       native_atomic_unit_(resolve_native_atomic_unit()) {
@@ -28,9 +29,7 @@ Server::Server(Config config)
   else check_journal_mode();
   if (!readonly() && config_.journal.mode != JournalMode::never) {
     journal_file_ = PosixJournalFile::open(config_.journal.path);
-    const journal::Identity identity{device_->size(), device_->inode(), device_->device_number(),
-                                     config_.device.logical_block_size};
-    recovery_ = recover_journal(*device_, *journal_file_, identity);
+    recovery_ = recover_journal(*device_, *journal_file_, identity());
     journal_ = std::make_unique<JournalWriter>(*journal_file_, recovery_.header);
   }
   AtomicWriterOptions options;
@@ -53,25 +52,34 @@ Server::Server(Config config)
   description_ = "untorn: logical_block_size=" + std::to_string(config_.device.logical_block_size) +
                  " atomic_write_unit_min=" + std::to_string(config_.device.logical_block_size) +
                  " atomic_write_unit_max=" + std::to_string(config_.device.atomic_write_unit_max) +
-                 " cache_mode=" + std::string(to_string(config_.cache.mode)) + " journal=" + to_string(config_.journal.mode) +
+                 " cache_mode=" + std::string(to_string(config_.cache.mode)) +
+                 " journal=" + (readonly() ? "off" : to_string(config_.journal.mode)) +
                  " native_atomic_unit=" + std::to_string(native_atomic_unit_) +
                  (readonly() ? " readonly" : "");
-  if (!config_.stats.file.empty()) stats_file_ = std::make_unique<StatsFile>(config_.stats.file);
 }
 
 void Server::refuse_pending_journal_readonly() const {
-  if (config_.journal.mode == JournalMode::never) return;
+  // Whatever journal.mode says now: an earlier run in another mode may have left records.
   std::unique_ptr<PosixJournalFile> journal = PosixJournalFile::open_readonly(config_.journal.path);
   if (!journal) return;
-  const PendingRecords pending = pending_journal_records(*journal, device_->size());
+  const PendingRecords pending = pending_journal_records(*journal, device_->size(), identity());
   if (pending.records == 0) return;
-  throw IoError(EBUSY, "journal.path: " + config_.journal.path + " holds " +
+  const std::string what = "journal.path: " + config_.journal.path + " holds " +
                            std::to_string(pending.records) + " record(s) (" +
-                           std::to_string(pending.bytes) +
-                           " bytes) of acknowledged writes that may not be in the backing file "
-                           "yet, and a read-only server cannot replay them: start untorn once "
-                           "read-write (without -r or device.readonly) to recover, stop it, then "
-                           "serve read-only");
+                           std::to_string(pending.bytes) + " bytes) ";
+  if (pending.foreign)
+    throw IoError(EINVAL, what + "for another backing file; a read-only server does not serve "
+                                 "beside them. If the backing file was copied or restored on "
+                                 "purpose, move the journal away");
+  throw IoError(EBUSY, what + "of acknowledged writes that may not be in the backing file "
+                              "yet, and a read-only server cannot replay them: start untorn once "
+                              "read-write (without -r or device.readonly) to recover, stop it, "
+                              "then serve read-only");
+}
+
+journal::Identity Server::identity() const {
+  return journal::Identity{device_->size(), device_->inode(), device_->device_number(),
+                           config_.device.logical_block_size};
 }
 
 // device.native_atomic_unit, else the physical block size of the device under the
@@ -112,23 +120,27 @@ void Server::start(bool log_stats) {
   ticker_.start(std::chrono::seconds(1), [this] { tick(); });
 }
 
-// About once a second, in the ticker thread.
+// About once a second, in the ticker thread. Never throws (PeriodicThread's contract).
 void Server::tick() {
-  if (!readonly()) {
-    try {
-      check_backing(true);
-    } catch (const IoError&) {
-      // Logged once by check_backing; requests fail from now on.
-    } catch (const std::exception& e) {
-      log_warning(std::string("checking the backing file: ") + e.what());
+  try {
+    if (!readonly()) {
+      try {
+        check_backing(true);
+      } catch (const IoError&) {
+        // Logged once by check_backing; requests fail from now on.
+      }
     }
+    if (!stats_file_ && !log_stats_) return;
+    if (std::chrono::steady_clock::now() < next_stats_) return;
+    next_stats_ = std::chrono::steady_clock::now() + config_.stats.interval;
+    const CacheCounters c = counters();
+    if (stats_file_) stats_file_->append(c, false);
+    if (log_stats_) log_info("stats: " + c.to_string());
+  } catch (const std::exception& e) {
+    tick_errors_.warn("periodic check", std::string("periodic check failed: ") + e.what());
+  } catch (...) {
+    tick_errors_.warn("periodic check", "periodic check failed");
   }
-  if (!stats_file_ && !log_stats_) return;
-  if (std::chrono::steady_clock::now() < next_stats_) return;
-  next_stats_ = std::chrono::steady_clock::now() + config_.stats.interval;
-  const CacheCounters c = counters();
-  if (stats_file_) stats_file_->append(c, false);
-  if (log_stats_) log_info("stats: " + c.to_string());
 }
 
 void Server::check_backing(bool probe_now) {
@@ -158,8 +170,9 @@ CacheCounters Server::counters() {
 void Server::shutdown() {
   ticker_.stop();
   if (readonly()) {  // nothing to write back, and a sync would fail with EROFS
-    if (stats_file_) stats_file_->append(counters(), true);
-    if (log_stats_) log_info("stats at exit: " + counters().to_string());
+    const CacheCounters c = counters();
+    if (stats_file_) stats_file_->append(c, true);
+    if (log_stats_) log_info("stats at exit: " + c.to_string());
     return;
   }
   const uint64_t dirty = path_->counters().dirty_bytes;

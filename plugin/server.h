@@ -30,6 +30,7 @@
 #include "device/recovery.h"
 #include "plugin/stats_file.h"
 #include "util/periodic_thread.h"
+#include "util/rate_limited_log.h"
 
 namespace untorn {
 
@@ -73,9 +74,13 @@ class Server {
   uint64_t resolve_native_atomic_unit() const;
   void check_journal_mode() const;
   void refuse_pending_journal_readonly() const;
+  journal::Identity identity() const;
   void tick();
 
   Config config_;
+  // Opened first: a stats.file that cannot be opened is refused before anything else
+  // (the backing file, the journal) is created or changed.
+  std::unique_ptr<StatsFile> stats_file_;
   std::unique_ptr<BackingFile> device_;
   uint64_t native_atomic_unit_;
   std::unique_ptr<JournalFile> journal_file_;
@@ -85,14 +90,15 @@ class Server {
   std::unique_ptr<MappedDevice> mapped_;
   std::unique_ptr<AtomicWriter> writer_;
   std::unique_ptr<CachedPath> path_;
-  std::unique_ptr<StatsFile> stats_file_;
-  PeriodicThread ticker_;
   std::chrono::steady_clock::time_point next_stats_;  // ticker thread only
   bool log_stats_ = false;
   std::atomic<bool> backing_changed_{false};
   std::once_flag backing_changed_logged_;
   std::string backing_changed_message_;  // set once, before backing_changed_
   std::string description_;
+  RateLimitedLog tick_errors_;
+  // Last: destroyed (stopped and joined) first, before anything tick() uses.
+  PeriodicThread ticker_;
 };
 
 }  // namespace untorn

@@ -52,7 +52,7 @@ void StatsFile::append(const CacheCounters& counters, bool final) {
   do n = ::write(fd_, line.data(), line.size());
   while (n < 0 && errno == EINTR);
   if (n != static_cast<ssize_t>(line.size()))
-    failure_log_.warn("stats.file: " + path_ + ": cannot append the stats line: " +
+    failure_log_.warn("stats.file", "stats.file: " + path_ + ": cannot append the stats line: " +
                       (n < 0 ? std::strerror(errno) : "short write"));
 }
 

@@ -16,21 +16,33 @@
 #include "plugin/server.h"
 #include "util/io_error.h"
 #include "util/log.h"
+#include "util/rate_limited_log.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
-// -D untorn.stats=1: log the cache's counters every 10 s and at exit.
+// -D untorn.stats=1: log the cache's counters every stats.interval and at exit.
 extern "C" NBDKIT_DLL_PUBLIC int untorn_debug_stats;
 NBDKIT_DLL_PUBLIC int untorn_debug_stats = 0;
 
 namespace {
 
 using untorn::IoError;
+using untorn::RateLimitedLog;
 using untorn::Server;
 
 untorn::conf::ConfigLoader loader;
 std::unique_ptr<untorn::Config> config;
 std::unique_ptr<Server> server;
+
+// Failed requests of one callback and errno logged at most once per 10 s with a count (a
+// broken device fails every request; the client gets its errno each time regardless).
+RateLimitedLog& request_errors() {
+  static RateLimitedLog log(std::chrono::seconds(10), &std::chrono::steady_clock::now,
+                            [](std::string_view m) {
+                              nbdkit_error("%.*s", static_cast<int>(m.size()), m.data());
+                            });
+  return log;
+}
 
 // Runs f; turns whatever it throws into an nbdkit error with the right errno. `what`
 // names the callback for the log.
@@ -42,7 +54,9 @@ int guarded(const char* what, F&& f) noexcept {
   } catch (const IoError& e) {
     // A refused fast zero is routine (the client falls back); don't log it as an error.
     if (e.err() == ENOTSUP) nbdkit_debug("%s: %s", what, e.what());
-    else nbdkit_error("%s: %s", what, e.what());
+    else
+      request_errors().warn(std::string(what) + " " + std::to_string(e.err()),
+                            std::string(what) + ": " + e.what());
     nbdkit_set_error(e.err());
   } catch (const std::bad_alloc&) {
     nbdkit_error("%s: out of memory", what);
@@ -72,6 +86,7 @@ void log_to_nbdkit(untorn::LogLevel level, std::string_view message) {
 void untorn_load() { untorn::set_log_sink(log_to_nbdkit); }
 
 void untorn_unload() {
+  request_errors().flush();  // counts still held back; nothing is left for exit time
   server.reset();
   config.reset();
 }
@@ -96,7 +111,11 @@ int untorn_config(const char* key, const char* value) {
 int untorn_config_complete() {
   try {
     // nbdkit -r: read-only from the start (see plugin/nbdkit_argv.h). Last, so it wins.
-    if (untorn::nbdkit_args_say_readonly(untorn::own_command_line())) {
+    const std::vector<std::string> argv = untorn::own_command_line();
+    if (argv.empty())
+      nbdkit_error("warning: cannot read /proc/self/cmdline: nbdkit -r is not seen before "
+                   "the first connection; set device.readonly=true for a read-only server");
+    if (untorn::nbdkit_args_say_readonly(argv)) {
       nbdkit_debug("nbdkit -r: serving read-only (device.readonly=true)");
       loader.add_override("device.readonly", "true");
     }
@@ -136,7 +155,7 @@ void* untorn_open(int readonly) {
   // nbdkit refuses writes on a read-only connection itself; say so when untorn did not
   // know (a filter asked for it, or -r spelled in a way nbdkit_argv did not read).
   if (readonly && !server->readonly())
-    nbdkit_debug("read-only connection to a read-write untorn server");
+    nbdkit_debug("read-only connection to a read-write untorn server (a filter asked for it)");
   return server.get();
 }
 
@@ -182,6 +201,9 @@ int untorn_pwrite(void* handle, const void* buf, uint32_t count, uint64_t offset
 }
 
 int untorn_flush(void* handle, uint32_t) {
+  // Read-only: nothing of ours to make durable (nbdkit lets FLUSH through to a read-only
+  // export; syncing a file opened O_RDONLY is refused).
+  if (srv(handle).readonly()) return 0;
   return guarded("flush", [&] {
     srv(handle).check_backing(true);
     srv(handle).path().flush();

@@ -17,7 +17,7 @@ config="$repo/conf/default.yaml"
 unix_sock="$beside/untorn.sock"
 tcp="127.0.0.1:10809"
 image="$beside/untorn-disk.img"
-keys=() nbdkit_opts=() tls="" tls_psk="" tls_certs=""
+keys=() nbdkit_opts=() tls="" tls_psk="" tls_certs="" readonly=""
 while [ $# -gt 0 ]; do
   case $1 in
     --config) config=$(realpath "$2"); image=""; shift 2 ;;
@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
     --tls-psk) tls_psk=$(realpath "$2"); shift 2 ;;
     --tls-certificates) tls_certs=$(realpath "$2"); shift 2 ;;
     --tls) tls=$2; shift 2 ;;
-    --readonly) nbdkit_opts+=(-r); shift ;;
+    --readonly) nbdkit_opts+=(-r); readonly=1; shift ;;
     --nbdkit-option=*) nbdkit_opts+=("${1#--nbdkit-option=}"); shift ;;
     --nbdkit-option) nbdkit_opts+=("$2"); shift 2 ;;
     -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
@@ -54,9 +54,15 @@ elif [ -n "$tls" ]; then
   echo "serve.sh: --tls $tls needs --tls-psk FILE or --tls-certificates DIR" >&2; exit 2
 fi
 tcp_host=${tcp%:*}; tcp_host=${tcp_host#[}; tcp_host=${tcp_host%]}
-if [ -n "$tcp" ] && [ -z "$tls_psk$tls_certs" ] && ! [[ $tcp_host == 127.* || $tcp_host == ::1 || $tcp_host == localhost ]]; then
-  echo "serve.sh: WARNING: serving $tcp beyond loopback WITHOUT TLS: anyone who can reach it" >&2
-  echo "serve.sh: WARNING: can read and overwrite the disk. Use --tls-psk FILE (README, TLS)." >&2
+tls_given_raw=0
+for o in "${nbdkit_opts[@]}"; do [[ $o == --tls=require ]] && tls_given_raw=1; done
+if [ -n "$tcp" ] && ! [[ $tcp_host == 127.* || $tcp_host == ::1 || $tcp_host == localhost ]]; then
+  if [ -z "$tls_psk$tls_certs" ] && [ $tls_given_raw = 0 ]; then
+    echo "serve.sh: WARNING: serving $tcp beyond loopback WITHOUT TLS: anyone who can reach it" >&2
+    echo "serve.sh: WARNING: can read and overwrite the disk. Use --tls-psk FILE (README, TLS)." >&2
+  elif [ "$tls" = on ]; then
+    echo "serve.sh: WARNING: --tls on also serves plaintext clients on $tcp; use --tls require" >&2
+  fi
 fi
 
 "$repo/scripts/deps.sh" build
@@ -86,11 +92,11 @@ tls_uri="" tls_object=""
 if [ -n "$tls_psk" ]; then
   user=$(head -1 "$tls_psk" | cut -d: -f1)
   uri_unix="nbds+unix://$user@/?socket=$unix_sock&tls-psk-file=$tls_psk"
-  tls_uri="nbds://$user@%s/?tls-psk-file=$tls_psk"
+  tls_uri="nbds://$user@ADDR/?tls-psk-file=$tls_psk"
   tls_object="-object tls-creds-psk,id=tls0,endpoint=client,dir=$(dirname "$tls_psk"),username=$user"
 elif [ -n "$tls_certs" ]; then
   uri_unix="nbds+unix:///?socket=$unix_sock&tls-certificates=CLIENT-DIR"
-  tls_uri="nbds://%s/?tls-certificates=CLIENT-DIR"
+  tls_uri="nbds://ADDR/?tls-certificates=CLIENT-DIR"
   tls_object="-object tls-creds-x509,id=tls0,endpoint=client,dir=CLIENT-DIR"
 fi
 # The sockets listen before nbdkit starts; one NBD handshake proves nbdkit is serving.
@@ -105,11 +111,11 @@ echo "untorn is serving ${image:-the configured backing file} (config: $config)"
 while read -r kind addr; do
   case $kind in
     unix) echo "  unix socket: $uri_unix" ;;
-    tcp) if [ -n "$tls_uri" ]; then printf "  tcp:         $tls_uri\n" "$addr"; else echo "  tcp:         nbd://$addr"; fi ;;
+    tcp) if [ -n "$tls_uri" ]; then echo "  tcp:         ${tls_uri/ADDR/$addr}"; else echo "  tcp:         nbd://$addr"; fi ;;
   esac
 done < "$ready"
 rm -f "$ready"
-blockdev=$("$repo/build/tools/untorn-config" --qemu-blockdev untorn0 "$unix_sock" ${tls_object:+--tls-creds tls0})
+blockdev=$("$repo/build/tools/untorn-config" --qemu-blockdev untorn0 "$unix_sock" ${tls_object:+--tls-creds tls0} ${readonly:+--read-only})
 cat <<EOT
 
 Try:

@@ -34,6 +34,7 @@ constexpr const char* kUsage =
     "                         guest waits through a server restart instead of failing I/O\n"
     "    --reconnect-delay S  seconds QEMU holds requests while it reconnects (default 30)\n"
     "    --tls-creds ID       add tls-creds=ID (a QEMU -object tls-creds-psk/x509 id)\n"
+    "    --read-only          add read-only=on (for a read-only export, nbdkit -r)\n"
     "  --man-parameters       print the man page's PARAMETERS section (roff)\n"
     "  -h, --help             this text\n"
     "\n"
@@ -76,7 +77,7 @@ void print_man_parameters() {
 int main(int argc, char** argv) {
   std::string get, qemu_node, blockdev_node, blockdev_address, controller = "nvme0", tls_creds;
   unsigned nsid = 1, reconnect_delay = 30;
-  bool want_blockdev = false;
+  bool want_blockdev = false, read_only = false;
   untorn::conf::ConfigLoader loader;
   bool have_config = false;
   auto number = [](const char* text, unsigned& out) {
@@ -109,6 +110,8 @@ int main(int argc, char** argv) {
       blockdev_address = argv[++i];
     } else if (arg == "--reconnect-delay" && has_value) {
       if (!number(argv[++i], reconnect_delay)) return usage_error("--reconnect-delay wants seconds from 1");
+    } else if (arg == "--read-only") {
+      read_only = true;
     } else if (arg == "--tls-creds" && has_value) {
       tls_creds = argv[++i];
     } else if (arg.rfind("-", 0) == 0) {
@@ -130,12 +133,15 @@ int main(int argc, char** argv) {
     const auto colon = blockdev_address.rfind(':');
     if (blockdev_address.find('/') != std::string::npos || colon == std::string::npos)
       server = "server.type=unix,server.path=" + blockdev_address;
-    else
-      server = "server.type=inet,server.host=" + blockdev_address.substr(0, colon) +
-               ",server.port=" + blockdev_address.substr(colon + 1);
-    std::printf("-blockdev driver=nbd,node-name=%s,%s,%sreconnect-delay=%u,cache.direct=on,discard=unmap\n",
-                blockdev_node.c_str(), server.c_str(),
-                tls_creds.empty() ? "" : ("tls-creds=" + tls_creds + ",").c_str(), reconnect_delay);
+    else {
+      std::string host = blockdev_address.substr(0, colon);  // [::1] -> ::1
+      if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+      server = "server.type=inet,server.host=" + host + ",server.port=" + blockdev_address.substr(colon + 1);
+    }
+    const std::string tls = tls_creds.empty() ? "" : "tls-creds=" + tls_creds + ",";
+    std::printf("-blockdev driver=nbd,node-name=%s,%s,%sreconnect-delay=%u,cache.direct=on,%s\n",
+                blockdev_node.c_str(), server.c_str(), tls.c_str(), reconnect_delay,
+                read_only ? "read-only=on" : "discard=unmap");
     return 0;
   }
   if (!have_config) return usage_error("no configuration given");
@@ -151,9 +157,10 @@ int main(int argc, char** argv) {
     // zeroes AWUPF when it exceeds AWUN, so both are set.
     const unsigned L = config.device.logical_block_size;
     const unsigned units = config.device.atomic_write_unit_max / L - 1;
-    std::printf("-device nvme,id=%s,serial=untorn-%s,atomic.dn=off,atomic.awun=%u,atomic.awupf=%u "
+    const std::string serial = ("untorn-" + controller).substr(0, 20);  // NVMe: 20 bytes
+    std::printf("-device nvme,id=%s,serial=%s,atomic.dn=off,atomic.awun=%u,atomic.awupf=%u "
                 "-device nvme-ns,drive=%s,bus=%s,nsid=%u,logical_block_size=%u,physical_block_size=%u\n",
-                controller.c_str(), controller.c_str(), units, units, qemu_node.c_str(),
+                controller.c_str(), serial.c_str(), units, units, qemu_node.c_str(),
                 controller.c_str(), nsid, L, L);
     return 0;
   }

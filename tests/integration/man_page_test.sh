@@ -31,7 +31,11 @@ cmp "$installed" "$UNTORN_MAN_PAGE" || fail "installed page differs from the bui
 find "$dir/root" -name nbdkit-untorn-plugin.so | grep -q . || fail "meson install put no plugin"
 echo "ok: meson install puts the page at ${installed#"$dir/root"}"
 
-nbdkit "$UNTORN_PLUGIN" --help > "$dir/help.txt" 2>&1 || fail "nbdkit untorn --help failed"
+preload=()  # the sanitizer builds' plugin needs its runtime preloaded into nbdkit
+[ -n "${UNTORN_NBDKIT_PRELOAD:-}" ] && preload=(env "LD_PRELOAD=$UNTORN_NBDKIT_PRELOAD")
+# shellcheck disable=SC2206
+[ -n "${UNTORN_NBDKIT_ENV:-}" ] && preload=(env ${UNTORN_NBDKIT_ENV} "${preload[@]:1}")
+"${preload[@]}" nbdkit "$UNTORN_PLUGIN" --help > "$dir/help.txt" 2>&1 || fail "nbdkit untorn --help failed: $(tail -3 "$dir/help.txt")"
 grep -q "man nbdkit-untorn-plugin" "$dir/help.txt" || fail "nbdkit untorn --help does not point to the man page"
 grep -q "^stats.file=" "$dir/help.txt" || fail "nbdkit untorn --help does not list stats.file"
 "$UNTORN_CONFIG" --help | grep -q "^usage: untorn-config" || fail "untorn-config --help"

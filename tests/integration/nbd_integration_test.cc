@@ -511,6 +511,7 @@ TEST_P(ReadOnlyTest, ServesWithoutWriting) {
   std::vector<char> other(4096, 'w');
   EXPECT_EQ(nbd_pwrite(h.get(), other.data(), other.size(), 0, 0), -1);
   EXPECT_EQ(nbd_get_errno(), EPERM) << nbd_get_error();
+  EXPECT_EQ(nbd_flush(h.get(), 0), 0) << nbd_get_error();  // nothing to sync: succeeds
   h.reset();
   ASSERT_EQ(server_->stop(), 0) << server_->stderr_text();
   EXPECT_EQ(std::filesystem::last_write_time(dir_.file("disk.img")), mtime);
@@ -537,6 +538,11 @@ TEST_P(ReadOnlyTest, RefusesAJournalHoldingRecords) {
   EXPECT_THAT(server_->stderr_text(),
               AllOf(HasSubstr("holds 1 record(s) (65536 bytes)"),
                     HasSubstr("start untorn once read-write (without -r or device.readonly) to recover")));
+  EXPECT_EQ(std::filesystem::file_size(dir_.file("disk.img.journal")), journal_before);
+  // Whatever journal.mode says now: the records were left by an earlier run.
+  start({GetParam(), "journal.mode=never", "device.native_atomic_unit=4096"});
+  ASSERT_NE(server_->wait_exit(), 0);
+  EXPECT_THAT(server_->stderr_text(), HasSubstr("holds 1 record(s) (65536 bytes)"));
   EXPECT_EQ(std::filesystem::file_size(dir_.file("disk.img.journal")), journal_before);
   // Recovered read-write once, it serves read-only with the data.
   start({"device.native_atomic_unit=4096"});
@@ -600,6 +606,9 @@ TEST_F(IntegrationTest, StatsFileThatCannotBeOpenedIsRefusedAtStartup) {
   EXPECT_NE(WEXITSTATUS(status), 0);
   EXPECT_THAT(server_->stderr_text(), HasSubstr("stats.file: " + dir_.file("no-such-dir/stats.jsonl") +
                                                 ": cannot open: No such file or directory"));
+  // Refused before anything was created.
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("disk.img")));
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("disk.img.journal")));
 }
 
 // Every message goes through nbdkit's logging: with --log=null nothing reaches stderr

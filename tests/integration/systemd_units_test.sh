@@ -12,7 +12,7 @@ done
 units="$UNTORN_SOURCE_ROOT/contrib/systemd"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/untorn-systemd-test.XXXXXX")
 pid=""
-cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$dir"; }
+cleanup() { if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$dir"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; [ -f "$dir/service.log" ] && sed 's/^/  service: /' "$dir/service.log" >&2; exit 1; }
 
@@ -52,8 +52,10 @@ head -c 1048576 /dev/urandom > "$dir/in.bin"
 nbdcopy "$dir/in.bin" "$uri" || fail "nbdcopy in over TLS"
 nbdcopy "$uri" "$dir/out.bin" || fail "nbdcopy out over TLS"
 cmp -n 1048576 "$dir/in.bin" "$dir/out.bin" || fail "data differs"
-kill -TERM $pid; wait $pid || fail "the service did not exit cleanly on SIGTERM (status $?)"
-pid=""
+# shellcheck source=../support/stop_server.sh
+source "$(dirname "$0")/../support/stop_server.sh"
+p=$pid; pid=""
+stop_within "$p" "the service" || fail "the service did not exit cleanly on SIGTERM"
 grep -q "nbdkit: error: info: created sparse backing file $dir/disk0.img of 16M" "$dir/service.log" \
   || fail "untorn's log line is not in the service's log"
 grep -q '"final":true' "$dir/disk0.stats" || fail "no final stats line in $dir/disk0.stats"

@@ -13,11 +13,14 @@ for tool in psktool certtool nbdcopy nbdinfo; do
 done
 dir=$(mktemp -d "${TMPDIR:-/tmp}/untorn-tls-test.XXXXXX")
 srv_pid=""
+# shellcheck source=../support/stop_server.sh
+source "$(dirname "$0")/../support/stop_server.sh"
 stop_server() {
-  if [ -n "$srv_pid" ]; then kill "$srv_pid" 2>/dev/null || true; wait "$srv_pid" 2>/dev/null || true; fi
+  local pid=$srv_pid
   srv_pid=""
+  [ -z "$pid" ] || stop_within "$pid" nbdkit || fail "nbdkit did not stop cleanly"
 }
-cleanup() { stop_server; rm -rf "$dir"; }
+cleanup() { if [ -n "$srv_pid" ]; then kill -KILL "$srv_pid" 2>/dev/null || true; wait "$srv_pid" 2>/dev/null || true; fi; rm -rf "$dir"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; [ -f "$dir/nbdkit.log" ] && sed 's/^/  nbdkit: /' "$dir/nbdkit.log" >&2; exit 1; }
 

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "tests/support/temp_dir.h"
@@ -259,12 +260,31 @@ TEST(ConfigLoaderTest, EffectiveValuesCoverEveryKeyAndLoadBack) {
     EXPECT_TRUE(ConfigLoader::is_known_key(k)) << k;
     again.add_override(k, v);
   }
-  EXPECT_EQ(values.size(), 19u);
+  EXPECT_EQ(values.size(), 22u);
   Config back = again.load();
   EXPECT_EQ(back.device.atomic_write_unit_max, 131072u);
   EXPECT_EQ(back.cache.dirty_expire, std::chrono::seconds(2));
   EXPECT_EQ(back.journal.path, c.journal.path);
   EXPECT_EQ(back.backing.path, c.backing.path);
+}
+
+TEST(ConfigLoaderTest, StatsAndReadonlyKeys) {
+  Config c = load_yaml(kBacking + "stats:\n  file: stats.jsonl\n  interval: 1m\ndevice:\n  readonly: true\n");
+  EXPECT_EQ(c.stats.file, (std::filesystem::current_path() / "stats.jsonl").string());
+  EXPECT_EQ(c.stats.interval, std::chrono::minutes(1));
+  EXPECT_TRUE(c.device.readonly);
+  EXPECT_EQ(load_yaml(kBacking).stats.file, "");
+  EXPECT_EQ(load_yaml(kBacking).stats.interval, std::chrono::seconds(10));
+  EXPECT_FALSE(load_yaml(kBacking).device.readonly);
+  ConfigLoader loader;
+  loader.add_override("backing.path", "/x");
+  loader.add_override("stats.interval", "500ms");
+  try {
+    loader.load();
+    ADD_FAILURE() << "stats.interval=500ms accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "command line (stats.interval=500ms): stats.interval: must be at least 1s, got 500ms");
+  }
 }
 
 TEST(ConfigLoaderTest, HelpListsEveryKey) {
