@@ -600,6 +600,10 @@ TEST_F(IntegrationTest, StatsFileGetsJsonLinesAndAFinalOne) {
 }
 
 TEST_F(IntegrationTest, StatsFileThatCannotBeOpenedIsRefusedAtStartup) {
+  if (const char* pre = std::getenv("UNTORN_NBDKIT_PRELOAD"); pre && *pre)
+    GTEST_SKIP() << "under a sanitizer preload nbdkit deadlocks in exit() on this path "
+                    "(libp11-kit's destructor in freelocale, seen with gdb; not untorn's code); "
+                    "the plain build runs this test";
   start({"stats.file=" + dir_.file("no-such-dir/stats.jsonl")});
   const int status = server_->wait_exit();
   ASSERT_TRUE(WIFEXITED(status));
