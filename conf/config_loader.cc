@@ -50,6 +50,11 @@ uint64_t want_uint(const std::string& text, uint64_t max) {
   return *v;
 }
 
+std::chrono::milliseconds want_duration(const std::string& text) {
+  if (auto v = parse_duration(text)) return *v;
+  throw BadValue{"a duration such as 5s, 500ms or 1m"};
+}
+
 bool want_bool(const std::string& text) {
   if (auto v = parse_bool(text)) return *v;
   throw BadValue{"true or false"};
@@ -127,11 +132,7 @@ const std::vector<KeySpec>& key_specs() {
        },
        [](const Config& c) { return std::to_string(c.cache.dirty_ratio); }},
       {"cache.dirty_expire", "age at which dirty data is written back (default 5s)",
-       [](Config& c, const std::string& t, const fs::path&) {
-         auto v = parse_duration(t);
-         if (!v) throw BadValue{"a duration such as 5s, 500ms or 1m"};
-         c.cache.dirty_expire = *v;
-       },
+       [](Config& c, const std::string& t, const fs::path&) { c.cache.dirty_expire = want_duration(t); },
        [](const Config& c) { return std::to_string(c.cache.dirty_expire.count()) + "ms"; }},
       {"cache.populate_on_read", "keep data read from the backing file in the cache (default true)",
        [](Config& c, const std::string& t, const fs::path&) {
@@ -160,11 +161,7 @@ const std::vector<KeySpec>& key_specs() {
        },
        [](const Config& c) { return c.stats.file; }},
       {"stats.interval", "how often a stats line is written (default 10s; one more at exit)",
-       [](Config& c, const std::string& t, const fs::path&) {
-         auto v = parse_duration(t);
-         if (!v) throw BadValue{"a duration such as 10s, 1m or 500ms"};
-         c.stats.interval = *v;
-       },
+       [](Config& c, const std::string& t, const fs::path&) { c.stats.interval = want_duration(t); },
        [](const Config& c) { return std::to_string(c.stats.interval.count()) + "ms"; }},
       {"test.unsafe_allow_journal_never", "TEST ONLY: allow journal.mode=never where writes can tear",
        [](Config& c, const std::string& t, const fs::path&) {

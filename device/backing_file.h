@@ -22,7 +22,7 @@ class BackingFile final : public BlockDevice {
   // Opens (or creates) the backing file described by `backing`; `logical_block_size` is L.
   // Throws IoError with a message naming the file and the config key to change.
   // `readonly`: O_RDONLY and a shared lock; never creates or resizes the file, and every
-  // write, zero and sync fails with EROFS.
+  // write and zero fails with EROFS; sync succeeds at once (nothing to make durable).
   static std::unique_ptr<BackingFile> open(const Config::Backing& backing,
                                            uint32_t logical_block_size, bool readonly = false);
   ~BackingFile() override;

@@ -16,20 +16,33 @@
 
 namespace untorn {
 
-std::unique_ptr<PosixJournalFile> PosixJournalFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+namespace {
+
+// Opens `path` with `flags`, checks it is a regular file and takes `lock` (LOCK_EX or
+// LOCK_SH) without waiting; returns the descriptor, or -1 for a missing file when
+// `missing_ok`. `holder` names who holds a conflicting lock, for the message.
+int open_locked(const std::string& path, int flags, int lock, bool missing_ok, const char* holder) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+  if (fd < 0 && missing_ok && errno == ENOENT) return -1;
   if (fd < 0) throw IoError::from_errno(errno, "journal.path: " + path + ": cannot open");
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     throw IoError(EINVAL, "journal.path: " + path + ": is not a regular file");
   }
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  if (flock(fd, lock | LOCK_NB) != 0) {
     int err = errno;
     ::close(fd);
-    throw IoError(err == EWOULDBLOCK ? EBUSY : err,
-                  "journal.path: " + path + ": is in use by another process (it holds a lock on it)");
+    throw IoError(err == EWOULDBLOCK ? EBUSY : err, "journal.path: " + path + ": is in use by " +
+                                                        holder + " (it holds a lock on it)");
   }
+  return fd;
+}
+
+}  // namespace
+
+std::unique_ptr<PosixJournalFile> PosixJournalFile::open(const std::string& path) {
+  const int fd = open_locked(path, O_RDWR | O_CREAT, LOCK_EX, false, "another process");
   // The journal's name must survive a crash like its contents.
   std::string dir = std::filesystem::path(path).parent_path().string();
   int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -41,20 +54,8 @@ std::unique_ptr<PosixJournalFile> PosixJournalFile::open(const std::string& path
 }
 
 std::unique_ptr<PosixJournalFile> PosixJournalFile::open_readonly(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) return nullptr;
-  if (fd < 0) throw IoError::from_errno(errno, "journal.path: " + path + ": cannot open");
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw IoError(EINVAL, "journal.path: " + path + ": is not a regular file");
-  }
-  if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
-    int err = errno;
-    ::close(fd);
-    throw IoError(err == EWOULDBLOCK ? EBUSY : err,
-                  "journal.path: " + path + ": is in use by a read-write server (it holds a lock on it)");
-  }
+  const int fd = open_locked(path, O_RDONLY, LOCK_SH, true, "a read-write server");
+  if (fd < 0) return nullptr;
   return std::make_unique<PosixJournalFile>(OpenedBy{}, path, fd);
 }
 

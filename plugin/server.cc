@@ -169,12 +169,6 @@ CacheCounters Server::counters() {
 
 void Server::shutdown() {
   ticker_.stop();
-  if (readonly()) {  // nothing to write back, and a sync would fail with EROFS
-    const CacheCounters c = counters();
-    if (stats_file_) stats_file_->append(c, true);
-    if (log_stats_) log_info("stats at exit: " + c.to_string());
-    return;
-  }
   const uint64_t dirty = path_->counters().dirty_bytes;
   if (dirty > 0)
     log_info("shutdown: writing back " + conf::format_size(dirty) + " of dirty data and syncing");

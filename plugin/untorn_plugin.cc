@@ -201,9 +201,6 @@ int untorn_pwrite(void* handle, const void* buf, uint32_t count, uint64_t offset
 }
 
 int untorn_flush(void* handle, uint32_t) {
-  // Read-only: nothing of ours to make durable (nbdkit lets FLUSH through to a read-only
-  // export; syncing a file opened O_RDONLY is refused).
-  if (srv(handle).readonly()) return 0;
   return guarded("flush", [&] {
     srv(handle).check_backing(true);
     srv(handle).path().flush();

@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <vector>
 #include <random>
 
 #include "device/aligned_buffer.h"
@@ -44,6 +46,35 @@ IoError error_of(F&& f) {
   }
   ADD_FAILURE() << "no IoError thrown";
   return IoError(0, "");
+}
+
+// Read-only: O_RDONLY and a shared lock (read-only servers share a file, a read-write one
+// is refused beside them); writes and zeroes fail with EROFS and change nothing, sync
+// succeeds at once; nothing is created or resized.
+TEST(BackingFileTest, ReadOnlyOpensSharedAndRefusesWrites) {
+  TempDir dir;
+  EXPECT_EQ(error_of([&] { BackingFile::open(backing(dir.file("none.img"), 16 * kMiB), 4096, true); }).err(),
+            ENOENT);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("none.img")));
+  std::vector<std::byte> data(4096, std::byte{0x5a});
+  BackingFile::open(backing(dir.file("d.img"), 16 * kMiB), 4096)->write(0, data);
+  auto ro = BackingFile::open(backing(dir.file("d.img"), 0), 4096, true);
+  auto ro2 = BackingFile::open(backing(dir.file("d.img"), 0), 4096, true);
+  EXPECT_TRUE(ro->readonly());
+  const IoError busy = error_of([&] { BackingFile::open(backing(dir.file("d.img"), 0), 4096); });
+  EXPECT_EQ(busy.err(), EBUSY);
+  EXPECT_EQ(error_of([&] { BackingFile::open(backing(dir.file("d.img"), 32 * kMiB, true), 4096, true); }).err(),
+            EINVAL);
+  std::vector<std::byte> other(4096, std::byte{0x11});
+  const IoError write = error_of([&] { ro->write(0, other); });
+  EXPECT_EQ(write.err(), EROFS);
+  EXPECT_THAT(write.what(), ::testing::HasSubstr("the device is read-only"));
+  EXPECT_EQ(error_of([&] { ro->write_zeroes(0, 4096, {}); }).err(), EROFS);
+  EXPECT_NO_THROW(ro->sync());
+  std::vector<std::byte> got(4096);
+  ro2->read(0, got);
+  EXPECT_EQ(got, data);
+  EXPECT_EQ(std::filesystem::file_size(dir.file("d.img")), 16 * kMiB);
 }
 
 TEST(BackingFileTest, CreatesSparseFileOfConfiguredSize) {
