@@ -25,8 +25,11 @@ builds=("build:")
 [ $sanitizers = 1 ] && builds+=("build-asan:-Db_sanitize=address,undefined -Db_lundef=false"
                                "build-tsan:-Db_sanitize=thread -Db_lundef=false")
 
-total_pass=0 total_fail=0 failed_builds=()
+total_pass=0 total_fail=0 total_skip=0 failed_builds=()
+skips_file=$(mktemp); trap 'rm -f "$skips_file"' EXIT
 start=$(date +%s)
+[ $sanitizers = 1 ] || echo "build-asan, build-tsan: not run (--no-sanitizers given)" >> "$skips_file"
+[ $guest = 1 ] || echo "guest: the guest suite was not run (--no-guest given)" >> "$skips_file"
 for entry in "${builds[@]}"; do
   dir=${entry%%:*}
   opts=${entry#*:}
@@ -41,13 +44,12 @@ for entry in "${builds[@]}"; do
   meson test -C "$dir" --print-errorlogs --num-processes "$jobs" "$@" || rc=$?
   # The harnesses' own figures (crash states, kill cycles, group commit, RWF_ATOMIC).
   grep -hE '^\[ (crash|kill|journal|xfs|note) ' "$dir/meson-logs/testlog.txt" 2>/dev/null | sed "s|^|  $dir: |" || true
-  junit="$dir/meson-logs/testlog.junit.xml"
-  if [ -f "$junit" ]; then
-    cases=$(grep -c '<testcase ' "$junit" || true)
-    fails=$(grep -cE '<(failure|error)[ >]' "$junit" || true)
-    total_pass=$((total_pass + cases - fails))
-    total_fail=$((total_fail + fails))
-  fi
+  # Passed, failed and skipped cases from meson's log; each skip with its reason.
+  summary=$(python3 "$repo/scripts/test_summary.py" "$dir" || true)
+  grep '^SKIP ' <<<"$summary" | sed "s|^SKIP |$dir: |" >> "$skips_file" || true
+  read -r _ p f k < <(grep '^COUNTS ' <<<"$summary" || echo "COUNTS 0 1 0")
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f)); total_skip=$((total_skip + k))
+  echo "==> $dir: $p passed, $f failed, $k skipped"
   [ $rc -eq 0 ] || failed_builds+=("$dir")
 done
 if [ $guest = 1 ]; then
@@ -55,6 +57,8 @@ if [ $guest = 1 ]; then
   if ! "$repo/vm-images/setup-host.sh" >/dev/null 2>"$repo/build/guest-setup.err"; then
     echo "######## GUEST SUITE SKIPPED: QEMU 10 could not be installed here ########"
     sed 's/^/  /' "$repo/build/guest-setup.err" | tail -5
+    echo "guest: the whole guest suite: QEMU 10 could not be installed ($(tail -1 "$repo/build/guest-setup.err"))" >> "$skips_file"
+    total_skip=$((total_skip + 1))
   else
     grc=0
     "$repo/vm-images/run-guest" > "$repo/build/guest-results.txt" || grc=$?
@@ -70,5 +74,9 @@ elapsed=$(( $(date +%s) - start ))
 echo
 echo "==> test cases across ${#builds[@]} build(s)$([ $guest = 1 ] && echo " and the guest suite") in ${elapsed}s"
 [ ${#failed_builds[@]} -eq 0 ] || { echo "failed in: ${failed_builds[*]}"; total_fail=$((total_fail > 0 ? total_fail : 1)); }
-echo "untorn: $total_pass passed, $total_fail failed"
+if [ -s "$skips_file" ]; then
+  echo "skipped, with their reasons:"
+  sed 's/^/  /' "$skips_file"
+fi
+echo "untorn: $total_pass passed, $total_fail failed, $total_skip skipped"
 [ $total_fail -eq 0 ]

@@ -13,23 +13,30 @@ namespace {
 TEST(RangeLockTest, SharedHoldersCoexist) {
   RangeLock locks;
   auto a = locks.lock(0, 8192, RangeLock::Mode::shared);
-  auto b = locks.lock(4096, 8192, RangeLock::Mode::shared);  // would deadlock if exclusive
-  SUCCEED();
+  EXPECT_TRUE(locks.try_lock(4096, 8192, RangeLock::Mode::shared).has_value());
+  // Shared holders still keep writers out, so the test above can fail.
+  EXPECT_FALSE(locks.try_lock(4096, 4096, RangeLock::Mode::exclusive).has_value());
 }
 
 TEST(RangeLockTest, DisjointExclusiveRangesCoexistAcrossStripes) {
   RangeLock locks;
   auto a = locks.lock(0, RangeLock::kStripe + 4096, RangeLock::Mode::exclusive);
-  auto b = locks.lock(RangeLock::kStripe + 4096, 3 * RangeLock::kStripe, RangeLock::Mode::exclusive);
-  auto c = locks.lock(64 * RangeLock::kStripe, 4096, RangeLock::Mode::exclusive);  // same shard as 0
-  SUCCEED();
+  auto b = locks.try_lock(RangeLock::kStripe + 4096, 3 * RangeLock::kStripe, RangeLock::Mode::exclusive);
+  EXPECT_TRUE(b.has_value());
+  auto c = locks.try_lock(64 * RangeLock::kStripe, 4096, RangeLock::Mode::exclusive);  // same shard as 0
+  EXPECT_TRUE(c.has_value());
+  // One byte of overlap with `a` (in the second stripe) is a conflict.
+  EXPECT_FALSE(locks.try_lock(RangeLock::kStripe + 4095, 2, RangeLock::Mode::shared).has_value());
+  EXPECT_FALSE(locks.try_lock(64 * RangeLock::kStripe, 1, RangeLock::Mode::shared).has_value());
 }
 
 TEST(RangeLockTest, ReleasedRangeCanBeRetaken) {
   RangeLock locks;
-  { auto a = locks.lock(0, 4096, RangeLock::Mode::exclusive); }
-  auto b = locks.lock(0, 4096, RangeLock::Mode::exclusive);
-  SUCCEED();
+  {
+    auto a = locks.lock(0, 4096, RangeLock::Mode::exclusive);
+    EXPECT_FALSE(locks.try_lock(0, 4096, RangeLock::Mode::exclusive).has_value());
+  }
+  EXPECT_TRUE(locks.try_lock(0, 4096, RangeLock::Mode::exclusive).has_value());
 }
 
 TEST(RangeLockTest, TryLockGivesUpWholeAtAConflictInALaterStripe) {

@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "device/atomic_writer.h"
 #include "device/backing_file.h"
@@ -19,25 +20,40 @@ namespace {
 class XfsMount {
  public:
   explicit XfsMount(const untorn::testing::TempDir& dir) : image_(dir.file("xfs.img")), mnt_(dir.file("mnt")) {
-    std::string cmd = "truncate -s 320M " + image_ + " && mkfs.xfs -q -f " + image_ + " >/dev/null 2>&1 && mkdir -p " +
-                      mnt_ + " && mount -o loop " + image_ + " " + mnt_ + " 2>/dev/null";
-    mounted_ = geteuid() == 0 && std::system(cmd.c_str()) == 0;
+    if (geteuid() != 0) {
+      why_ = "not root (loop-mounting needs root)";
+      return;
+    }
+    if (std::system("command -v mkfs.xfs >/dev/null") != 0) {
+      why_ = "mkfs.xfs is missing (scripts/deps.sh installs xfsprogs)";
+      return;
+    }
+    std::string cmd = "truncate -s 320M " + image_ + " && mkfs.xfs -q -f " + image_ + " >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) {
+      why_ = "mkfs.xfs failed on " + image_;
+      return;
+    }
+    cmd = "mkdir -p " + mnt_ + " && mount -o loop " + image_ + " " + mnt_ + " 2>/dev/null";
+    mounted_ = std::system(cmd.c_str()) == 0;
+    if (!mounted_) why_ = "mount -o loop failed (no loop devices in this container?)";
   }
   ~XfsMount() {
     if (mounted_) umount2(mnt_.c_str(), MNT_DETACH);
   }
   bool mounted() const { return mounted_; }
+  const std::string& why_not() const { return why_; }
   std::string file(const std::string& name) const { return mnt_ + "/" + name; }
 
  private:
   std::string image_, mnt_;
   bool mounted_ = false;
+  std::string why_;
 };
 
 TEST(XfsAtomicTest, RwfAtomicWritesOnXfs) {
   untorn::testing::TempDir dir;
   XfsMount xfs(dir);
-  if (!xfs.mounted()) GTEST_SKIP() << "SKIPPED LOUDLY: cannot make and loop-mount an XFS image here (needs root and mkfs.xfs)";
+  if (!xfs.mounted()) GTEST_SKIP() << "SKIPPED LOUDLY: cannot make and loop-mount an XFS image here: " << xfs.why_not();
   Config::Backing b;
   b.path = xfs.file("disk.img");
   b.size = 64 << 20;
