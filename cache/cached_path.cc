@@ -417,6 +417,9 @@ bool CachedPath::write_locked(uint64_t offset, uint64_t length, const std::byte*
 
 void CachedPath::write_request(uint64_t offset, uint64_t length, const std::byte* src, bool fua) {
   stats_.add(stats_.write_requests);
+  // After a failed device sync nothing more is accepted, not even into the cache: it
+  // could never be written back durably (AtomicWriter, "fsyncgate").
+  writer_.throw_if_failed();
   const uint64_t b0 = align_down(offset), b1 = align_up(offset + length);
   if (mode_ == CacheMode::writeback) writeback_.throttle();
   make_room(b1 - b0);
@@ -482,6 +485,7 @@ void CachedPath::zero_range(uint64_t offset, uint64_t length, ZeroOptions option
     write_request(offset, length, nullptr, fua);
     return;
   }
+  writer_.throw_if_failed();
   const uint64_t b0 = align_down(offset), b1 = align_up(end);
   if (mode_ == CacheMode::writeback && (b0 != mid_b || b1 != mid_e)) writeback_.throttle();
   make_room(2 * uint64_t{block_});

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "util/io_error.h"
+#include "util/log.h"
 
 namespace untorn {
 
@@ -73,6 +74,32 @@ void AtomicWriter::journaled_zero(uint64_t offset, uint64_t length, ZeroOptions 
   device_.write_zeroes(offset, length, zero_options);
 }
 
+void AtomicWriter::throw_if_failed() const {
+  if (!failed()) return;
+  std::lock_guard lk(failure_mutex_);
+  throw IoError(EIO, "the backing file's fdatasync failed earlier (" + failure_ +
+                         "); writes and flushes fail until untorn is restarted, because the "
+                         "kernel may have dropped data it could not write (the journal keeps "
+                         "its records for recovery at the next start)");
+}
+
+void AtomicWriter::sync_device() {
+  throw_if_failed();
+  try {
+    device_.sync();
+  } catch (const IoError& e) {
+    {
+      std::lock_guard lk(failure_mutex_);
+      if (!failed()) failure_ = e.what();
+      failed_.store(true, std::memory_order_release);
+    }
+    log_warning(std::string("backing file fdatasync failed: ") + e.what() +
+              "; refusing every write and flush from now on, keeping the journal's records; "
+              "restart untorn to recover");
+    throw;
+  }
+}
+
 void AtomicWriter::count(Method m) {
   std::lock_guard lk(stats_mutex_);
   switch (m) {
@@ -106,6 +133,17 @@ void AtomicWriter::add_in_place(std::vector<WriteRequest>& out, uint64_t offset,
 }
 
 void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {
+  if (failed()) {
+    for (BatchWrite& w : writes) {
+      try {
+        throw_if_failed();
+      } catch (const IoError& e) {
+        w.error = e.err();
+        w.message = e.what();
+      }
+    }
+    return;
+  }
   std::vector<JournalWriter::Record> records;
   std::vector<BatchWrite*> journaled_writes;
   for (BatchWrite& w : writes) {
@@ -137,7 +175,7 @@ void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {
   // Journaled writes are durable at commit; the rest need the device synced.
   bool needs_sync = false;
   for (const BatchWrite& w : writes) needs_sync |= fua && !w.error && w.method != Method::journal;
-  if (needs_sync) device_.sync();
+  if (needs_sync) sync_device();
   if (!records.empty() && journal_->record_bytes() > options_.checkpoint_bytes) checkpoint(false);
 }
 
@@ -180,6 +218,7 @@ void AtomicWriter::write_out(std::span<BatchWrite> writes) {
 AtomicWriter::Method AtomicWriter::zero(uint64_t offset, uint64_t length, ZeroOptions zero_options,
                                         bool atomic, bool fua) {
   if (length == 0) return Method::in_place;
+  throw_if_failed();
   const Method m = method_for(offset, length, atomic, /*is_zero=*/true);
   // A journaled zero commits its record before the device is asked; a fast zero the
   // device then refused would still be replayed. Refuse it first, changing nothing.
@@ -190,7 +229,7 @@ AtomicWriter::Method AtomicWriter::zero(uint64_t offset, uint64_t length, ZeroOp
   else
     device_.write_zeroes(offset, length, zero_options);
   count(m);
-  if (fua && m != Method::journal) device_.sync();
+  if (fua && m != Method::journal) sync_device();
   return m;
 }
 
@@ -217,8 +256,9 @@ void AtomicWriter::checkpoint(bool for_flush) {
     }
   } done{this};
   // Every record's in-place write has completed; make them durable, then the records
-  // are no longer needed.
-  device_.sync();
+  // are no longer needed. A failed sync throws before the reset, and fails the writer so
+  // that no later sync resets the journal either.
+  sync_device();
   if (journal_->record_bytes() > 0) {
     journal_->reset();
     std::lock_guard rl(ranges_mutex_);
@@ -229,8 +269,9 @@ void AtomicWriter::checkpoint(bool for_flush) {
 }
 
 void AtomicWriter::flush() {
+  throw_if_failed();
   if (journal_) checkpoint(true);  // device fdatasync, and a journal reset if it has records
-  else device_.sync();
+  else sync_device();
 }
 
 AtomicWriter::Stats AtomicWriter::stats() const {

@@ -11,10 +11,17 @@
 // too, so replay never overwrites newer data (T1; test: AtomicWriterTest.ReplayNeverClobbersNewerData).
 // Checkpoint (on flush, and when the journal passes checkpoint_bytes): wait for
 // journaled writes in flight, fdatasync the device, reset the journal.
+// A failed device fdatasync fails the writer for good (DESIGN.md §4, "fsyncgate"): the
+// kernel may have dropped the pages it could not write while marking them clean, so no
+// later sync could vouch for them. From then on every write, zero and flush fails with
+// EIO naming the first failure, and the journal is never reset again: its records stay
+// for recovery at the next start, which writes them in place again and syncs (tests:
+// AtomicWriterTest.FailedDeviceSyncNeverResetsTheJournal and the fault soak).
 // Thread-safe; the caller (cache/DirectPath) keeps overlapping requests apart with its
 // range lock, which this class relies on.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -77,6 +84,9 @@ class AtomicWriter {
   bool overlaps_journaled(uint64_t offset, uint64_t length) const;
   // The device every write goes to.
   BlockDevice& device() const { return device_; }
+  // Whether a device sync has failed (see the top); then throws IoError(EIO) saying so.
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+  void throw_if_failed() const;
 
   struct Stats {
     uint64_t in_place = 0, rwf_atomic = 0, journaled = 0, checkpoints = 0;
@@ -111,6 +121,8 @@ class AtomicWriter {
   // AtomicWriterTest.FlushDuringCheckpointSyncsAgain).
   void checkpoint(bool for_flush);
   void count(Method m);
+  // device_.sync(), failing the writer for good if it fails.
+  void sync_device();
 
   BlockDevice& device_;
   JournalWriter* journal_;
@@ -126,6 +138,10 @@ class AtomicWriter {
 
   mutable std::mutex stats_mutex_;
   Stats stats_;
+
+  std::atomic<bool> failed_{false};
+  mutable std::mutex failure_mutex_;
+  std::string failure_;  // the first failed sync's message
 };
 
 }  // namespace untorn

@@ -12,6 +12,7 @@
 
 #include "device/recovery.h"
 #include "tests/support/crash_recorder.h"
+#include "tests/support/faulty_device.h"
 #include "util/log.h"
 
 namespace untorn {
@@ -212,6 +213,47 @@ TEST(AtomicWriterTest, FlushDuringCheckpointSyncsAgain) {
   b.join();
   std::lock_guard lk(device.m);
   EXPECT_GE(device.syncs, 2) << "FLUSH returned without an fdatasync after the write completed";
+}
+
+// "fsyncgate": a failed device fdatasync may have dropped the in-place copies of journaled
+// writes while the kernel marked them clean. A later sync that succeeds must not reset the
+// journal (today's code did: the records were gone and the data with them); the writer
+// refuses writes and flushes instead, and the next start replays the records.
+TEST(AtomicWriterTest, FailedDeviceSyncNeverResetsTheJournal) {
+  MemoryDevice memory{std::vector<std::byte>(kSize)};
+  testing::FaultyDevice device(memory);
+  MemoryJournalFile file;
+  JournalWriter journal(file, recover_journal(memory, file, kId).header);
+  AtomicWriter writer(device, &journal, options(4096));
+  std::vector<std::byte> data(65536, std::byte{7});
+  ASSERT_EQ(writer.write(4096, data, true, false), Method::journal);
+  const uint64_t records = journal.record_bytes();
+  ASSERT_GT(records, 0u);
+  device.fail_syncs(1);
+  EXPECT_THROW(writer.flush(), IoError);
+  EXPECT_TRUE(writer.failed());
+  // The disk is healthy again, but what the failed sync held may be gone.
+  for (int i = 0; i < 3; ++i) {
+    try {
+      switch (i) {
+        case 0: writer.flush(); break;
+        case 1: writer.write(1 << 19, data, true, false); break;
+        case 2: writer.zero(1 << 19, 65536, {}, true, false); break;
+      }
+      ADD_FAILURE() << "request " << i << " succeeded after a failed sync";
+    } catch (const IoError& e) {
+      EXPECT_EQ(e.err(), EIO);
+      EXPECT_NE(std::string(e.what()).find("fdatasync failed earlier (injected sync error)"), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_EQ(journal.record_bytes(), records) << "the journal was reset after a failed sync";
+  // The kernel dropped the in-place write: the backing file still holds zeroes. The next
+  // start replays the record.
+  MemoryDevice after{std::vector<std::byte>(kSize)};
+  MemoryJournalFile journal_after(file.contents());
+  EXPECT_EQ(recover_journal(after, journal_after, kId).records_replayed, 1u);
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), after.contents().begin() + 4096));
 }
 
 }  // namespace

@@ -471,8 +471,25 @@ TEST_F(CachedPathTest, AFuaTrimOfAHoleStillSyncs) {
   faulty_->fail_syncs(1);
   expect_io_error([&] { path_->trim(1 << 20, 1 << 20, true); }, EIO, "injected sync error");
   EXPECT_EQ(path_->counters().zero_skips, 1u);  // skipped the punch, not the sync
-  faulty_->fail_syncs(0);
-  path_->trim(1 << 20, 1 << 20, true);
+  // After a failed sync nothing more is promised durable until a restart.
+  expect_io_error([&] { path_->trim(1 << 20, 1 << 20, true); }, EIO, "fdatasync failed earlier");
+}
+
+// "fsyncgate": after a failed device fdatasync the kernel may have dropped dirty pages
+// while marking them clean, so a later sync that succeeds proves nothing. The writer
+// refuses writes (even into the cache) and flushes from then on, and the journal keeps
+// its records for the next start's recovery.
+TEST_F(CachedPathTest, AfterAFailedSyncWritesAndFlushesFailUntilRestart) {
+  open({.background = false});
+  auto data = pattern(65536, 21);
+  path_->write(4096, data, false);  // 64K across a 4K native unit: journaled at writeback
+  faulty_->fail_syncs(1);
+  expect_io_error([&] { path_->flush(); }, EIO, "injected sync error");
+  expect_io_error([&] { path_->flush(); }, EIO, "fdatasync failed earlier (injected sync error)");
+  expect_io_error([&] { path_->write(1 << 20, data, false); }, EIO, "restarted");
+  expect_io_error([&] { path_->zero(1 << 20, 1 << 20, {}, false); }, EIO, "restarted");
+  EXPECT_EQ(read(4096, data.size()), data) << "reads are still served";
+  EXPECT_GT(stack_->journal->record_bytes(), 0u) << "the journal was reset after a failed sync";
 }
 
 // Reads of never-written space are zero-filled from the extent map: no device read, and

@@ -191,10 +191,6 @@ TEST_F(DirectPathTest, IoErrorsReachTheCallerAndChangeNothing) {
   EXPECT_THROW(path_->write(100, std::vector<std::byte>(10, std::byte{1}), false), IoError);
   EXPECT_EQ(read(0, 65536), before);
 
-  stack_.faulty->fail_syncs(1, EIO);
-  EXPECT_THROW(path_->flush(), IoError);
-  EXPECT_NO_THROW(path_->flush());
-
   stack_.faulty->fail_writes(1, ENOSPC);
   try {
     path_->write(0, data, false);
@@ -202,15 +198,27 @@ TEST_F(DirectPathTest, IoErrorsReachTheCallerAndChangeNothing) {
   } catch (const IoError& e) {
     EXPECT_EQ(e.err(), ENOSPC);
   }
+  // Failed writes leave the device usable; a failed sync does not ("fsyncgate"): every
+  // later write and flush fails too, until a restart replays the journal.
+  EXPECT_NO_THROW(path_->flush());
+  stack_.faulty->fail_syncs(1, EIO);
+  EXPECT_THROW(path_->flush(), IoError);
+  for (int i = 0; i < 2; ++i) {
+    try {
+      i == 0 ? path_->flush() : path_->write(0, data, false);
+      FAIL() << "a request after a failed sync succeeded";
+    } catch (const IoError& e) {
+      EXPECT_EQ(e.err(), EIO);
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("fdatasync failed earlier (injected sync error)"));
+    }
+  }
 }
 
 TEST_F(DirectPathTest, FuaWriteSyncs) {
   // FUA must reach the device as a sync: a failing sync fails the FUA write.
   stack_.faulty->fail_syncs(1, EIO);
+  EXPECT_NO_THROW(path_->write(0, std::vector<std::byte>(4096), false)) << "no FUA: no sync";
   EXPECT_THROW(path_->write(0, std::vector<std::byte>(4096), true), IoError);
-  stack_.faulty->fail_syncs(1, EIO);
-  EXPECT_NO_THROW(path_->write(0, std::vector<std::byte>(4096), false));
-  stack_.faulty->fail_syncs(0);
 }
 
 }  // namespace
