@@ -126,10 +126,11 @@ std::unique_ptr<BackingFile> BackingFile::open(const Config::Backing& backing,
 BackingFile::BackingFile(OpenedBy, std::string path, int fd, uint64_t size, bool direct_io, bool readonly)
     : path_(std::move(path)), fd_(fd), size_(size), direct_io_(direct_io), readonly_(readonly),
       storage_(probe_storage(fd)) {
-  struct stat st;
-  if (fstat(fd_, &st) == 0) {
-    inode_ = st.st_ino;
-    device_number_ = st.st_dev;
+  struct statx stx {};
+  if (statx(fd_, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &stx) == 0) {
+    inode_ = stx.stx_ino;
+    if (stx.stx_mask & STATX_BTIME)
+      birth_time_ns_ = uint64_t(stx.stx_btime.tv_sec) * 1000000000u + stx.stx_btime.tv_nsec;
   }
   if (direct_io_) {
     // Without STATX_DIOALIGN (older kernels) fall back to the device's logical block

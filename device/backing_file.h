@@ -14,6 +14,7 @@
 
 #include "conf/config.h"
 #include "device/block_device.h"
+#include "device/journal_format.h"
 
 namespace untorn {
 
@@ -35,7 +36,8 @@ class BackingFile final : public BlockDevice {
   bool direct_io() const { return direct_io_; }
   bool readonly() const { return readonly_; }
   uint64_t inode() const { return inode_; }
-  uint64_t device_number() const { return device_number_; }
+  // statx birth time in ns since the epoch; 0 where the filesystem does not keep one.
+  uint64_t birth_time_ns() const { return birth_time_ns_; }
   const std::string& path() const { return path_; }
   // The file's size now (fstat): differs from size() only if something else resized it.
   uint64_t size_on_disk() const;
@@ -73,7 +75,13 @@ class BackingFile final : public BlockDevice {
   uint32_t io_align_;
   uint32_t mem_align_;
   uint64_t inode_ = 0;
-  uint64_t device_number_ = 0;
+  uint64_t birth_time_ns_ = 0;
 };
+
+// What the journal names this backing file by (with the device's logical block size L):
+// size, inode, birth time and L, all of which survive a reboot.
+inline journal::Identity journal_identity(const BackingFile& file, uint32_t logical_block_size) {
+  return {file.size(), file.inode(), file.birth_time_ns(), logical_block_size};
+}
 
 }  // namespace untorn

@@ -11,13 +11,14 @@ void encode_header(const Header& h, std::span<std::byte, kHeaderSize> out) {
   put64(out.data() + 16, h.epoch);
   put64(out.data() + 24, h.identity.backing_size);
   put64(out.data() + 32, h.identity.inode);
-  put64(out.data() + 40, h.identity.device);
+  put64(out.data() + 40, h.identity.birth_time_ns);
   put32(out.data() + 48, h.identity.logical_block_size);
   put32(out.data() + 12, crc32c(0, out.data(), out.size()));
 }
 
 bool decode_header(std::span<const std::byte, kHeaderSize> in, Header& h) {
-  if (std::memcmp(in.data(), kHeaderMagic, 8) != 0 || get32(in.data() + 8) != kVersion)
+  const uint32_t version = get32(in.data() + 8);
+  if (std::memcmp(in.data(), kHeaderMagic, 8) != 0 || (version != 1 && version != kVersion))
     return false;
   std::byte copy[kHeaderSize];
   std::memcpy(copy, in.data(), kHeaderSize);
@@ -26,9 +27,17 @@ bool decode_header(std::span<const std::byte, kHeaderSize> in, Header& h) {
   h.epoch = get64(in.data() + 16);
   h.identity.backing_size = get64(in.data() + 24);
   h.identity.inode = get64(in.data() + 32);
-  h.identity.device = get64(in.data() + 40);
+  h.identity.birth_time_ns = version == 1 ? 0 : get64(in.data() + 40);  // v1: st_dev, unused
   h.identity.logical_block_size = get32(in.data() + 48);
+  h.version = version;
   return true;
+}
+
+bool same_backing_file(const Header& h, const Identity& now) {
+  const Identity& was = h.identity;
+  return was.backing_size == now.backing_size && was.inode == now.inode &&
+         was.logical_block_size == now.logical_block_size &&
+         (h.version == 1 || was.birth_time_ns == now.birth_time_ns);
 }
 
 uint32_t record_crc(std::span<const std::byte, kRecordHeaderSize> header,

@@ -10,16 +10,20 @@ namespace untorn::journal {
 
 constexpr uint64_t kHeaderSize = 4096;
 constexpr char kHeaderMagic[8] = {'U', 'N', 'T', 'O', 'R', 'N', 'J', '1'};
-constexpr uint32_t kVersion = 1;
+// Version 2 names the backing file by birth time where version 1 had its device number
+// (which a reboot may change); version 1 journals are still read (and replayed).
+constexpr uint32_t kVersion = 2;
 constexpr uint32_t kRecordMagic = 0x5245434a;
 constexpr uint64_t kRecordHeaderSize = 40;
 
 enum class RecordKind : uint32_t { data = 1, zero = 2 };
 
+// What names the backing file across reboots: never its device number (st_dev), which
+// LVM, NVMe enumeration order, loop devices or btrfs subvolumes may change.
 struct Identity {
   uint64_t backing_size = 0;
   uint64_t inode = 0;
-  uint64_t device = 0;
+  uint64_t birth_time_ns = 0;  // statx STATX_BTIME; 0 where the filesystem has none
   uint32_t logical_block_size = 0;
   friend bool operator==(const Identity&, const Identity&) = default;
 };
@@ -27,7 +31,12 @@ struct Identity {
 struct Header {
   uint64_t epoch = 0;
   Identity identity;
+  uint32_t version = kVersion;  // as read: 1 or 2
 };
+
+// Whether a journal with header `h` belongs to the backing file `now`. A version 1 header
+// holds a device number where birth time now is: only size, inode and L are compared.
+bool same_backing_file(const Header& h, const Identity& now);
 
 struct RecordHeader {
   uint64_t epoch;

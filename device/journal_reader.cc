@@ -25,8 +25,11 @@ bool JournalReader::next(Record& out) {
     stop_reason_ = "record of an earlier epoch";
     return false;
   }
-  if (h.sequence != expected_sequence_) {
-    stop_reason_ = "sequence gap";
+  // Sequences only grow within an epoch, and a failed append's numbers are never reused,
+  // so what is left of a failed batch behind a later, shorter one (lower numbers) ends
+  // the journal rather than being replayed after newer records.
+  if (h.sequence < expected_sequence_) {
+    stop_reason_ = "sequence not increasing";
     return false;
   }
   if (h.length == 0 || h.offset > max_offset_ || h.length > max_offset_ - h.offset) {
@@ -49,7 +52,7 @@ bool JournalReader::next(Record& out) {
   }
   out.header = h;
   pos_ += journal::kRecordHeaderSize + payload;
-  ++expected_sequence_;
+  expected_sequence_ = h.sequence + 1;
   return true;
 }
 

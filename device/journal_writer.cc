@@ -81,7 +81,6 @@ void JournalWriter::commit_pending(std::span<Pending> mine) {
     std::vector<Pending*> batch;
     batch.swap(queue_);
     const uint64_t at = tail_;
-    const uint64_t first_sequence = next_sequence_;
     for (Pending* p : batch) {
       p->header.epoch = header_.epoch;
       p->header.sequence = next_sequence_++;
@@ -97,9 +96,8 @@ void JournalWriter::commit_pending(std::span<Pending> mine) {
       message = e.what();
     }
     lk.lock();
-    if (error) {  // rewind: the next batch overwrites the failed one
+    if (error) {  // rewind: the next batch overwrites the failed one, with higher numbers
       tail_ = at;
-      next_sequence_ = first_sequence;
     } else {
       ++commits_;
       records_ += batch.size();

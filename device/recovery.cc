@@ -15,7 +15,7 @@ namespace {
 
 std::string describe(const journal::Identity& id) {
   return "size " + std::to_string(id.backing_size) + ", inode " + std::to_string(id.inode) +
-         ", device " + std::to_string(id.device);
+         ", birth time " + (id.birth_time_ns ? std::to_string(id.birth_time_ns) + " ns" : "unknown");
 }
 
 }  // namespace
@@ -27,7 +27,7 @@ PendingRecords pending_journal_records(JournalFile& file, uint64_t device_size,
   if (file.size() == 0 || file.read(0, block) != block.size()) return pending;
   journal::Header header;
   if (!journal::decode_header(block, header)) return pending;
-  pending.foreign = !(header.identity == identity);
+  pending.foreign = !journal::same_backing_file(header, identity);
   JournalReader reader(file, header, device_size);
   JournalReader::Record record;
   while (reader.next(record)) {
@@ -67,7 +67,7 @@ RecoveryResult recover_journal(BlockDevice& device, JournalFile& file,
 
   JournalReader reader(file, header, device.size());
   JournalReader::Record record;
-  bool foreign = !(header.identity == identity);
+  bool foreign = !journal::same_backing_file(header, identity);
   while (reader.next(record)) {
     if (foreign)
       throw IoError(EINVAL, "journal.path: " + file.name() + ": holds records for another backing file (" +

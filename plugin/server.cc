@@ -78,8 +78,7 @@ void Server::refuse_pending_journal_readonly() const {
 }
 
 journal::Identity Server::identity() const {
-  return journal::Identity{device_->size(), device_->inode(), device_->device_number(),
-                           config_.device.logical_block_size};
+  return journal_identity(*device_, config_.device.logical_block_size);
 }
 
 // device.native_atomic_unit, else the physical block size of the device under the

@@ -16,7 +16,7 @@
 #include "device/journal_file.h"
 #include "device/journal_writer.h"
 #include "device/recovery.h"
-#include "tests/support/faulty_device.h"
+#include "tests/support/fault_injection.h"
 #include "tests/support/temp_dir.h"
 
 namespace untorn::testing {

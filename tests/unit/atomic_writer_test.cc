@@ -12,7 +12,7 @@
 
 #include "device/recovery.h"
 #include "tests/support/crash_recorder.h"
-#include "tests/support/faulty_device.h"
+#include "tests/support/fault_injection.h"
 #include "util/log.h"
 
 namespace untorn {

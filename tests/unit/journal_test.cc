@@ -5,10 +5,12 @@
 #include <fstream>
 #include <thread>
 
+#include "device/crc32c.h"
 #include "device/journal_reader.h"
 #include "device/journal_writer.h"
 #include "device/recovery.h"
 #include "tests/support/crash_recorder.h"
+#include "tests/support/fault_injection.h"
 #include "tests/support/temp_dir.h"
 #include "util/io_error.h"
 #include "util/log.h"
@@ -138,24 +140,12 @@ TEST_F(JournalTest, GroupCommitSharesSyncs) {
 
 TEST_F(JournalTest, FailedAppendFailsItsRecordsAndIsOverwritten) {
   MemoryJournalFile inner;
-  struct FailOnce final : JournalFile {
-    MemoryJournalFile& f;
-    bool fail = false;
-    explicit FailOnce(MemoryJournalFile& m) : f(m) {}
-    uint64_t size() override { return f.size(); }
-    size_t read(uint64_t o, std::span<std::byte> d) override { return f.read(o, d); }
-    void write(uint64_t o, std::span<const std::byte> s) override {
-      f.write(o, s);
-      if (std::exchange(fail, false)) throw IoError(EIO, "injected journal write error");
-    }
-    void truncate(uint64_t s) override { f.truncate(s); }
-    void sync() override { f.sync(); }
-    const std::string& name() const override { return f.name(); }
-  } file(inner);
+  testing::FaultPlan plan;
+  testing::FaultyJournalFile file(inner, plan);  // a failed append lands in part
   journal::Header h{1, kId};
   write_journal_header(file, h);
   JournalWriter w(file, h);
-  file.fail = true;
+  plan.fail_next({testing::Op::journal_write}, 1);
   try {
     w.commit(journal::RecordKind::data, 0, 4096, bytes(4096, 9));
     FAIL() << "commit succeeded";
@@ -166,7 +156,7 @@ TEST_F(JournalTest, FailedAppendFailsItsRecordsAndIsOverwritten) {
   auto recs = read_all(file, h);
   ASSERT_EQ(recs.size(), 1u) << "the failed record must have been overwritten";
   EXPECT_EQ(recs[0].header.offset, 8192u);
-  EXPECT_EQ(recs[0].header.sequence, 1u);
+  EXPECT_EQ(recs[0].header.sequence, 2u) << "a failed batch's sequence numbers are never reused";
 }
 
 TEST_F(JournalTest, RecoveryReplaysInOrderAndResets) {
@@ -241,6 +231,61 @@ TEST_F(JournalTest, ForeignJournalWithoutRecordsIsReinitialised) {
   journal::Identity other = kId;
   other.backing_size = 2 << 20;
   EXPECT_NO_THROW(recover_journal(device, file, other));
+}
+
+// A failed append (its sync failed) leaves its records in the file; the next batch
+// overwrites them from the same place. Where that batch is shorter, what is left of the
+// failed one must never be replayed after it: the failed write would overwrite a newer
+// one. (With sequence numbers reused after a failure it was.)
+TEST_F(JournalTest, WhatAFailedAppendLeftBehindIsNeverReplayed) {
+  MemoryDevice device(std::vector<std::byte>(kId.backing_size));
+  MemoryJournalFile memory;
+  testing::FaultPlan plan;
+  testing::FaultyJournalFile file(memory, plan);
+  JournalWriter w(file, recover_journal(device, file, kId).header);
+  plan.fail_next({testing::Op::journal_sync}, 1);
+  const JournalWriter::Record failed[] = {
+      {journal::RecordKind::data, 0, 4096, bytes(4096, 1)},
+      {journal::RecordKind::data, 0, 4096, bytes(4096, 2)},  // the failed write of 2
+  };
+  EXPECT_THROW(w.commit_batch(failed), IoError);
+  w.commit(journal::RecordKind::data, 0, 4096, bytes(4096, 3));  // acknowledged: 3 wins
+  MemoryDevice after(std::vector<std::byte>(kId.backing_size));
+  MemoryJournalFile copy(memory.contents());
+  auto r = recover_journal(after, copy, kId);
+  EXPECT_EQ(r.records_replayed, 1u);
+  EXPECT_STREQ(r.stop_reason, "sequence not increasing");
+  EXPECT_EQ(after.contents()[0], std::byte{3}) << "a failed write was replayed over a newer one";
+}
+
+// The journal names its backing file by size, inode, L and birth time, never by device
+// number: a version 1 journal (which held st_dev where birth time is now) is still
+// replayed when size, inode and L match; a version 2 one with another birth time (the
+// file was recreated) is refused.
+TEST_F(JournalTest, IdentityIsBirthTimeNotDeviceNumber) {
+  MemoryDevice device(std::vector<std::byte>(kId.backing_size));
+  MemoryJournalFile file;
+  JournalWriter w(file, recover_journal(device, file, kId).header);
+  w.commit(journal::RecordKind::data, 0, 4096, bytes(4096, 5));
+  {
+    journal::Identity recreated = kId;
+    recreated.birth_time_ns += 1;
+    MemoryJournalFile copy(file.contents());
+    EXPECT_THROW(recover_journal(device, copy, recreated), IoError);
+  }
+  // The same journal as version 1 wrote it: version 1, st_dev 2049 at byte 40, CRC redone.
+  std::vector<std::byte> v1 = file.contents();
+  journal::put32(v1.data() + 8, 1);
+  journal::put64(v1.data() + 40, 2049);
+  journal::put32(v1.data() + 12, 0);
+  journal::put32(v1.data() + 12, crc32c(0, v1.data(), journal::kHeaderSize));
+  MemoryJournalFile old(v1);
+  journal::Identity now = kId;
+  now.birth_time_ns = 123456789;
+  auto r = recover_journal(device, old, now);
+  EXPECT_EQ(r.records_replayed, 1u);
+  EXPECT_EQ(device.contents()[0], std::byte{5});
+  EXPECT_EQ(r.header.identity, now) << "recovery writes a version 2 header";
 }
 
 TEST_F(JournalTest, NotAJournalIsRefusedAndLeftAlone) {
