@@ -403,7 +403,8 @@ bool CachedPath::write_locked(uint64_t offset, uint64_t length, const std::byte*
   std::vector<FolioCache::Ref> created = copy_in(offset, length, src, atomic);
   if (mode_ == CacheMode::writeback && !fua) return true;
   try {
-    writeback_.write_range(b0, b1, fua || mode_ == CacheMode::writethrough);
+    writeback_.write_range(b0, b1, fua || mode_ == CacheMode::writethrough,
+                           /*dropped=*/mode_ != CacheMode::writeback);
   } catch (const IoError&) {
     // Writethrough: the range is read again from the device next time. Writeback with
     // FUA: the data stays dirty (R1) and the request fails.

@@ -68,7 +68,8 @@ void Writeback::end_batch(uint64_t seq) {
 
 void Writeback::record_error(const std::string& message) {
   std::lock_guard lk(state_mutex_);
-  if (error_.empty()) error_ = message;
+  ++failures_;
+  last_error_ = message;
 }
 
 bool Writeback::gather_group(const FolioCache::Ref& f, size_t i, std::vector<Piece>& pieces) {
@@ -218,7 +219,7 @@ uint64_t Writeback::collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool e
   return bytes;
 }
 
-void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool for_request) {
+void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool dropped) {
   struct EndBatch {
     Writeback* w;
     uint64_t seq;
@@ -280,13 +281,15 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool for_re
     // A request's own write-through fails that request; the next flush retries what stays
     // dirty. Writeback no request waits for is reported by the next flush (R1).
     stats_.add(stats_.writeback_errors);
-    if (!for_request) record_error(first_error);
+    // Counted even when a request takes the error itself: a flush running meanwhile may
+    // have skipped these groups while they were under writeback, and they are dirty again.
+    if (!dropped) record_error(first_error);
     failure_log_.warn("writeback", "writeback failed, the data stays dirty: " + first_error);
     throw IoError(EIO, "writeback failed: " + first_error);
   }
 }
 
-void Writeback::write_range(uint64_t lo, uint64_t hi, bool fua) {
+void Writeback::write_range(uint64_t lo, uint64_t hi, bool fua, bool dropped) {
   std::vector<Op> ops;
   const uint64_t seq = begin_batch();
   try {
@@ -295,7 +298,7 @@ void Writeback::write_range(uint64_t lo, uint64_t hi, bool fua) {
     end_batch(seq);
     throw;
   }
-  submit(ops, seq, fua, /*for_request=*/true);
+  submit(ops, seq, fua, dropped);
 }
 
 void Writeback::wait_idle(uint64_t begin, uint64_t end) {
@@ -338,7 +341,7 @@ RangeLock::Guard Writeback::lock_for_collect(const Folio& f, std::vector<Op>& op
     std::vector<Op> ready;
     ready.swap(ops);
     const uint64_t done = std::exchange(*seq, begin_batch());
-    submit(ready, done, false, false);
+    submit(ready, done, false);
   }
   return locks_.lock(from, length, RangeLock::Mode::shared);
 }
@@ -362,12 +365,17 @@ uint64_t Writeback::write_some(uint64_t max_bytes, bool expired_only) {
     end_batch(seq);
     throw;
   }
-  submit(ops, seq, false, false);
+  submit(ops, seq, false);
   return total;
 }
 
 void Writeback::flush() {
   std::string own_error;
+  uint64_t unreported_from;
+  {
+    std::lock_guard lk(state_mutex_);
+    unreported_from = reported_upto_;
+  }
   // One pass over what is dirty now: data dirtied later is not this flush's business.
   const std::vector<uint64_t> offsets = cache_.all_dirty_offsets();
   for (size_t i = 0; i < offsets.size();) {
@@ -388,7 +396,7 @@ void Writeback::flush() {
       continue;
     }
     try {
-      submit(ops, seq, false, false);
+      submit(ops, seq, false);
     } catch (const IoError& e) {
       if (own_error.empty()) own_error = e.what();
     }
@@ -397,8 +405,12 @@ void Writeback::flush() {
   std::unique_lock lk(state_mutex_);
   const uint64_t target = next_seq_ - 1;
   progress_.wait(lk, [&] { return in_flight_.empty() || *in_flight_.begin() > target; });
-  std::string failure = std::exchange(error_, std::string());
-  if (failure.empty()) failure = own_error;
+  std::string failure = own_error;
+  if (failures_ > unreported_from) {
+    // Failures since the last one a flush reported (every flush running now fails).
+    failure = last_error_;
+    reported_upto_ = std::max(reported_upto_, failures_);
+  }
   if (!failure.empty())
     throw IoError(EIO, "flush: writeback failed, dirty data kept in the cache: " + failure);
 }

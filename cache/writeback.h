@@ -12,8 +12,9 @@
 // are all dirty moves dirty -> writeback; its bytes then stay stable (writers wait for
 // writeback to clear) and the I/O runs with no lock held. Success clears writeback (and
 // the group bits); failure turns the blocks dirty again with their groups intact, and
-// the next flush() fails with EIO (R1) unless a request waiting for that write-through got
-// the error itself (write_range: FUA, writethrough, uncached, settling).
+// every flush() running or next to start fails with EIO (R1), even when a request waiting
+// for that write-through got the error too (a flush may have passed the groups by while
+// they were under writeback).
 // dirty_bytes() counts blocks dirty or under writeback. Lock order: range lock, collector
 // mutex, shard mutex, folio mutex, state mutex; an extent map shard mutex (ExtentMap) is a
 // leaf, taken under any of them and never held while taking another.
@@ -70,8 +71,10 @@ class Writeback {
 
   // Writes every dirty group touching [lo, hi) now, in this thread (durably with `fua`).
   // The caller holds every such group exclusive in the range lock ([lo - A, hi + A) is
-  // always enough). Throws IoError if a group failed (it stays dirty).
-  void write_range(uint64_t lo, uint64_t hi, bool fua);
+  // always enough). Throws IoError if a group failed (it stays dirty). `dropped`: on
+  // failure the caller drops the range from the cache (writethrough, uncached), so
+  // nothing is left dirty for a flush to fail on.
+  void write_range(uint64_t lo, uint64_t hi, bool fua, bool dropped = false);
   // Waits until no block of [begin, end) is under writeback. The caller holds the range
   // exclusive (so none can start).
   void wait_idle(uint64_t begin, uint64_t end);
@@ -115,8 +118,9 @@ class Writeback {
                    std::vector<Op>& ops);
   void add_op(std::vector<Op>& ops, std::vector<Piece> pieces, bool atomic);
   // Writes ops (registered as batch `seq`) and completes them; throws on failure. A
-  // failure is kept for the next flush unless `for_request` (a request that fails with it).
-  void submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool for_request);
+  // failure also fails the flushes running or next to start (the groups are dirty again),
+  // unless `dropped`: the caller drops the failed range from the cache at once.
+  void submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool dropped = false);
   // Takes the range lock for collecting from `f` into `ops` (batch *seq): when it is
   // held by someone else, the ops collected so far are submitted first (a writer holding
   // it may be waiting for them), and a new batch begins.
@@ -143,7 +147,13 @@ class Writeback {
   std::multiset<uint64_t> in_flight_;  // batch sequence numbers
   uint64_t next_seq_ = 1;
   uint64_t completions_ = 0;
-  std::string error_;                  // first writeback failure since the last flush
+  // Writeback failures no request took itself: counted, and every flush that began
+  // before a failed one was reported fails with it. (One message consumed by the first
+  // flush to look let a concurrent flush succeed with the data still dirty: D1, found by
+  // the fault soak.)
+  uint64_t failures_ = 0;
+  uint64_t reported_upto_ = 0;         // failures_ when a flush last failed
+  std::string last_error_;
   bool stopping_ = false;
   bool kicked_ = false;
   // "writeback failed" while the device keeps failing: once per 10 s, with a count.

@@ -84,6 +84,11 @@ void AtomicWriter::throw_if_failed() const {
 }
 
 void AtomicWriter::sync_device() {
+  // One fdatasync at a time: the kernel reports a writeback error to one fdatasync only,
+  // so a sync that overlapped a failing one could succeed without covering what the
+  // failure dropped (found by the fault soak). Serialised, a sync either ran wholly
+  // before the failure or sees it here.
+  std::lock_guard serial(sync_mutex_);
   throw_if_failed();
   try {
     device_.sync();

@@ -139,6 +139,7 @@ class AtomicWriter {
   mutable std::mutex stats_mutex_;
   Stats stats_;
 
+  std::mutex sync_mutex_;  // device syncs one at a time (see sync_device)
   std::atomic<bool> failed_{false};
   mutable std::mutex failure_mutex_;
   std::string failure_;  // the first failed sync's message

@@ -86,10 +86,14 @@ void JournalWriter::commit_pending(std::span<Pending> mine) {
       p->header.sequence = next_sequence_++;
       tail_ += journal::kRecordHeaderSize + p->data.size();
     }
+    const bool repair_header = header_suspect_;
     lk.unlock();
     int error = 0;
     std::string message;
     try {
+      // A reset that failed may have left a torn header on disk: no record is appended
+      // behind it until the current header is whole and durable again.
+      if (repair_header) rewrite_journal_header(file_, header_);
       write_batch(batch, at);
     } catch (const IoError& e) {
       error = e.err();
@@ -99,6 +103,7 @@ void JournalWriter::commit_pending(std::span<Pending> mine) {
     if (error) {  // rewind: the next batch overwrites the failed one, with higher numbers
       tail_ = at;
     } else {
+      if (repair_header) header_suspect_ = false;
       ++commits_;
       records_ += batch.size();
     }
@@ -122,7 +127,16 @@ void JournalWriter::reset() {
   // every append after a checkpoint allocate blocks again, so each journal sync was also a
   // filesystem metadata commit). What is left of the old epoch is never replayed: the
   // reader stops at the first record whose epoch is not the header's.
-  rewrite_journal_header(file_, next);
+  try {
+    rewrite_journal_header(file_, next);
+  } catch (...) {
+    // The header on disk may be torn now. Records of the current epoch are not needed
+    // any more (the device was synced before the reset), but new ones will be: the next
+    // commit first rewrites the current header whole (test: the fault soak).
+    header_suspect_ = true;
+    throw;
+  }
+  header_suspect_ = false;
   header_ = next;
   tail_ = journal::kHeaderSize;
   next_sequence_ = 1;

@@ -7,7 +7,8 @@
 // commit is running and that every committed record is durable in place first
 // (AtomicWriter's checkpoint does both).
 // On a failed append or sync every record of that batch fails with the error, and the
-// tail is rewound so the next batch overwrites the failed bytes.
+// tail is rewound so the next batch overwrites the failed bytes. A failed reset leaves
+// the old epoch current; its header is rewritten whole before the next record.
 #pragma once
 
 #include <condition_variable>
@@ -69,6 +70,7 @@ class JournalWriter {
   std::condition_variable done_;
   std::vector<Pending*> queue_;
   bool leader_active_ = false;
+  bool header_suspect_ = false;  // a reset failed: rewrite the header before any record
   uint64_t tail_ = journal::kHeaderSize;
   uint64_t next_sequence_ = 1;
   uint64_t commits_ = 0;

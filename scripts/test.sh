@@ -43,7 +43,7 @@ for entry in "${builds[@]}"; do
   rc=0
   meson test -C "$dir" --print-errorlogs --num-processes "$jobs" "$@" || rc=$?
   # The harnesses' own figures (crash states, kill cycles, group commit, RWF_ATOMIC).
-  grep -hE '^\[ (crash|kill|journal|xfs|note) ' "$dir/meson-logs/testlog.txt" 2>/dev/null | sed "s|^|  $dir: |" || true
+  grep -hE '^\[ (crash|kill|journal|xfs|note|soak|fuzz) ' "$dir/meson-logs/testlog.txt" 2>/dev/null | sed "s|^|  $dir: |" || true
   # Passed, failed and skipped cases from meson's log; each skip with its reason.
   summary=$(python3 "$repo/scripts/test_summary.py" "$dir" || true)
   grep '^SKIP ' <<<"$summary" | sed "s|^SKIP |$dir: |" >> "$skips_file" || true

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <random>
 #include <string>
 #include <vector>
@@ -20,7 +22,9 @@
 namespace untorn::testing {
 
 struct Event {
-  enum class Kind { write, zero, atomic_write, sync, truncate } kind;
+  // sync_failed: an fdatasync that failed; every earlier event of its file not yet
+  // durable is lost for good (the kernel may drop the pages and mark them clean).
+  enum class Kind { write, zero, atomic_write, sync, truncate, sync_failed } kind;
   int file;  // 0: device, 1: journal
   uint64_t offset = 0;
   uint64_t length = 0;
@@ -30,13 +34,24 @@ struct Event {
 // What happens to one event written after its file's last sync.
 enum class Fate { applied, dropped, torn };
 
+// Thread-safe to append to and to ask position(); log() only once the writers stopped.
 class CrashRecorder {
  public:
+  CrashRecorder() = default;
+  CrashRecorder(CrashRecorder&& other) noexcept : log_(std::move(other.log_)) {}
   std::vector<Event>& log() { return log_; }
   const std::vector<Event>& log() const { return log_; }
-  size_t position() const { return log_.size(); }
+  size_t position() const {
+    std::lock_guard lk(mutex_);
+    return log_.size();
+  }
+  void append(Event e) {
+    std::lock_guard lk(mutex_);
+    log_.push_back(std::move(e));
+  }
 
  private:
+  mutable std::mutex mutex_;
   std::vector<Event> log_;
 };
 
@@ -54,18 +69,31 @@ class CrashStateBuilder {
 
   // Moves the cut forward; returns the events not covered by their file's last sync.
   const std::vector<size_t>& advance(size_t cut) {
+    // A failed sync loses its file's events since the last durable point.
+    for (size_t i = scanned_; i < cut; ++i) {
+      if (log_[i].kind != Event::Kind::sync_failed) continue;
+      const int f = log_[i].file;
+      size_t from = applied_[f];
+      for (size_t j = 0; j < i; ++j)
+        if (log_[j].file == f && log_[j].kind == Event::Kind::sync) from = std::max(from, j + 1);
+      for (size_t j = from; j < i; ++j)
+        if (log_[j].file == f) lost_.insert(j);
+    }
+    scanned_ = std::max(scanned_, cut);
     size_t last_sync[2] = {applied_[0], applied_[1]};
     for (size_t i = 0; i < cut; ++i)
       if (log_[i].kind == Event::Kind::sync) last_sync[log_[i].file] = i + 1;
     for (int f = 0; f < 2; ++f) {
       for (size_t i = applied_[f]; i < last_sync[f]; ++i)
-        if (log_[i].file == f) apply(log_[i], Fate::applied, f == 0 ? device_ : journal_, nullptr);
+        if (log_[i].file == f && !lost_.count(i)) apply(log_[i], Fate::applied, f == 0 ? device_ : journal_, nullptr);
       applied_[f] = std::max(applied_[f], last_sync[f]);
     }
     pending_.clear();
     for (size_t i = 0; i < cut; ++i) {
       const Event& e = log_[i];
-      if (e.kind != Event::Kind::sync && i >= applied_[e.file]) pending_.push_back(i);
+      if (e.kind != Event::Kind::sync && e.kind != Event::Kind::sync_failed && i >= applied_[e.file] &&
+          !lost_.count(i))
+        pending_.push_back(i);
     }
     return pending_;
   }
@@ -83,7 +111,7 @@ class CrashStateBuilder {
 
  private:
   void apply(const Event& e, Fate fate, std::vector<std::byte>& f, std::mt19937_64* rng) const {
-    if (fate == Fate::dropped) return;
+    if (fate == Fate::dropped || e.kind == Event::Kind::sync || e.kind == Event::Kind::sync_failed) return;
     if (e.kind == Event::Kind::truncate) {
       f.resize(e.offset, std::byte{0});
       return;
@@ -102,6 +130,8 @@ class CrashStateBuilder {
   std::vector<std::byte> device_;
   std::vector<std::byte> journal_;
   size_t applied_[2] = {0, 0};
+  size_t scanned_ = 0;
+  std::set<size_t> lost_;
   uint64_t tear_[2];
   std::vector<size_t> pending_;
 };
@@ -153,7 +183,7 @@ class MemoryDevice final : public BlockDevice {
   }
   void record(Event::Kind kind, uint64_t offset, uint64_t length, std::span<const std::byte> d) {
     if (!recorder_) return;
-    recorder_->log().push_back({kind, 0, offset, length, {d.begin(), d.end()}});
+    recorder_->append({kind, 0, offset, length, {d.begin(), d.end()}});
   }
 
   std::vector<std::byte> data_;
@@ -179,14 +209,14 @@ class MemoryJournalFile final : public JournalFile {
     if (data_.size() < offset + src.size()) data_.resize(offset + src.size(), std::byte{0});
     std::memcpy(data_.data() + offset, src.data(), src.size());
     if (recorder_)
-      recorder_->log().push_back({Event::Kind::write, 1, offset, src.size(), {src.begin(), src.end()}});
+      recorder_->append({Event::Kind::write, 1, offset, src.size(), {src.begin(), src.end()}});
   }
   void truncate(uint64_t size) override {
     data_.resize(size, std::byte{0});
-    if (recorder_) recorder_->log().push_back({Event::Kind::truncate, 1, size, 0, {}});
+    if (recorder_) recorder_->append({Event::Kind::truncate, 1, size, 0, {}});
   }
   void sync() override {
-    if (recorder_) recorder_->log().push_back({Event::Kind::sync, 1, 0, 0, {}});
+    if (recorder_) recorder_->append({Event::Kind::sync, 1, 0, 0, {}});
   }
   const std::string& name() const override { return name_; }
   const std::vector<std::byte>& contents() const { return data_; }
