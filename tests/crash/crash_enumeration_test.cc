@@ -434,7 +434,13 @@ INSTANTIATE_TEST_SUITE_P(
         Scenario{"cache_L4K_A64K_rwf16K", 4096, 65536, 4096, 16384, 512 * 1024, 260, false, 256 * 1024},
         // Writethrough: every op durable at its return (D3), so far fewer states are legal.
         Scenario{"writethrough_L4K_A64K_native4K", 4096, 65536, 4096, 0, 512 * 1024, 260, false,
-                 256 * 1024, CacheMode::writethrough}),
+                 256 * 1024, CacheMode::writethrough},
+        // Uncached (RWF_DONTCACHE-like): each request written back at its end, its folios
+        // dropped; durable only with FUA or a flush, like writeback.
+        Scenario{"uncached_L4K_A64K_native4K", 4096, 65536, 4096, 0, 512 * 1024, 260, false,
+                 256 * 1024, CacheMode::uncached},
+        Scenario{"uncached_L4K_A64K_rwf16K", 4096, 65536, 4096, 16384, 512 * 1024, 260, false,
+                 256 * 1024, CacheMode::uncached}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Negative control: the same workload and checker with the journal bypassed must find torn
