@@ -246,6 +246,15 @@ Origin yaml_origin(const std::string& name, const YAML::Mark& mark) {
   return name + " line " + std::to_string(mark.line + 1);
 }
 
+// A section or key name: YAML allows any node as a mapping key ("? [a, b]: 1"); ours are
+// plain words (found by the config fuzzer: as<std::string>() threw YAML::BadConversion).
+std::string key_name(const YAML::Node& n, const Origin& origin, const std::string& within) {
+  if (!n.IsScalar())
+    fail(origin, within, std::string(within.empty() ? "a section" : "a key") + " name must be a plain word, got " +
+                             yaml_kind(n));
+  return n.Scalar();
+}
+
 void apply_yaml(Config& config, std::map<std::string, Origin>& origins, const YAML::Node& root,
                 const std::string& name, const fs::path& base) {
   if (root.IsNull()) return;  // an empty file: all defaults
@@ -255,8 +264,8 @@ void apply_yaml(Config& config, std::map<std::string, Origin>& origins, const YA
              yaml_kind(root));
   std::set<std::string> seen_sections;
   for (const auto& section : root) {
-    const std::string sname = section.first.as<std::string>();
     const Origin sorigin = yaml_origin(name, section.first.Mark());
+    const std::string sname = key_name(section.first, sorigin, "");
     if (keys_of_section(sname).empty())
       fail(sorigin, sname, "unknown section (sections are " + known_sections() + ")");
     if (!seen_sections.insert(sname).second) fail(sorigin, sname, "section given twice");
@@ -265,8 +274,8 @@ void apply_yaml(Config& config, std::map<std::string, Origin>& origins, const YA
       fail(sorigin, sname, "expected a mapping of keys, got " + yaml_kind(section.second));
     std::set<std::string> seen_keys;
     for (const auto& entry : section.second) {
-      const std::string key = sname + "." + entry.first.as<std::string>();
       const Origin origin = yaml_origin(name, entry.first.Mark());
+      const std::string key = sname + "." + key_name(entry.first, origin, sname);
       if (!seen_keys.insert(key).second) fail(origin, key, "key given twice");
       if (!find_spec(key)) fail(origin, key, unknown_key_problem(key));
       if (!entry.second.IsScalar())

@@ -8,7 +8,7 @@ profile=${1:-test}
 build_pkgs=(meson ninja-build g++ pkg-config nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
             libaio-dev libyaml-cpp-dev)
 test_pkgs=(libgtest-dev libgmock-dev gnutls-bin libvirt-clients man-db systemd xfsprogs
-           e2fsprogs util-linux clang)
+           e2fsprogs util-linux clang libclang-rt-14-dev)
 bench_pkgs=(fio libnbd-bin gnuplot-nox)
 
 case $profile in

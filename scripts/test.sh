@@ -2,6 +2,8 @@
 # scripts/test.sh — install what is missing, build, and run every test: the plain build,
 # then the same suite under ASan+UBSan and under TSan.
 # Usage: scripts/test.sh [--no-sanitizers] [--no-guest] [meson test args...]
+# Then a clang build of the config parsers runs its libFuzzer target for 60 s (build-fuzz;
+# UNTORN_FUZZ_SECONDS changes it).
 # After the builds, the guest suite (vm-images/run-guest: a Linux 6.12 guest under QEMU 10
 # on an untorn device) runs too; it is skipped, loudly, only where QEMU cannot be installed.
 # Builds live in build/, build-asan/, build-tsan/ of the repo.
@@ -24,6 +26,8 @@ jobs=$(nproc)
 builds=("build:")
 [ $sanitizers = 1 ] && builds+=("build-asan:-Db_sanitize=address,undefined -Db_lundef=false"
                                "build-tsan:-Db_sanitize=thread -Db_lundef=false")
+# The parsers alone under libFuzzer (clang), for a bounded time (UNTORN_FUZZ_SECONDS).
+builds+=("build-fuzz:-Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false")
 
 total_pass=0 total_fail=0 total_skip=0 failed_builds=()
 skips_file=$(mktemp); trap 'rm -f "$skips_file"' EXIT
@@ -36,7 +40,8 @@ for entry in "${builds[@]}"; do
   echo "==> $dir: configure and build ${opts:+($opts)}"
   if [ ! -f "$dir/build.ninja" ]; then
     # shellcheck disable=SC2086
-    meson setup "$dir" $opts >/dev/null
+    if [ "$dir" = build-fuzz ]; then CXX=clang++ meson setup "$dir" $opts >/dev/null
+    else meson setup "$dir" $opts >/dev/null; fi
   fi
   ninja -C "$dir" -j "$jobs"
   echo "==> $dir: test"

@@ -297,4 +297,17 @@ TEST(ConfigLoaderTest, HelpListsEveryKey) {
 }
 
 }  // namespace
+// Findings of the config fuzzer (tests/fuzz/config_fuzz.cc), one test each.
+// 1: a YAML mapping key that is not a plain word ("? ..." complex keys) escaped as
+// YAML::BadConversion instead of a ConfigError naming the line.
+TEST(ConfigLoaderTest, FuzzFindingComplexKeysAreRefusedWithTheirLine) {
+  EXPECT_THAT(error_of("backing:\n  path: /data/disk.img\n? size: 8G\n"),
+              HasSubstr("disk.yaml line 3: a section name must be a plain word, got a mapping"));
+  EXPECT_THAT(error_of("backing:\n  ? [path, size]\n  : 1\n"),
+              HasSubstr("disk.yaml line 2: backing: a key name must be a plain word, got a list"));
+  // The fuzzer's own input, as it found it.
+  const std::string found = "backing:\n  path: /data/disk\xff\xff\xff.img\n? size: 8becG\ndkie";
+  EXPECT_THAT(error_of(found), HasSubstr("line"));
+}
+
 }  // namespace untorn::conf
