@@ -171,24 +171,26 @@ TEST(AtomicWriterTest, JournalSizeTriggersCheckpoint) {
 // the strength of that checkpoint's fdatasync, which began before a write completed.
 TEST(AtomicWriterTest, FlushDuringCheckpointSyncsAgain) {
   MemoryDevice memory{std::vector<std::byte>(kSize)};
-  struct GatedDevice final : ForwardingDevice {
-    explicit GatedDevice(MemoryDevice& m) : ForwardingDevice(m), inner(m) {}
-    MemoryDevice& inner;
+  // The first device sync blocks until released (the fault plan's observer sees it first).
+  struct Gate {
     std::mutex m;
     std::condition_variable cv;
     bool first_sync_entered = false, release = false;
     int syncs = 0;
-    void sync() override {
-      std::unique_lock lk(m);
-      if (++syncs == 1) {
-        first_sync_entered = true;
-        cv.notify_all();
-        cv.wait(lk, [&] { return release; });
-      }
+  } gate;
+  testing::FaultPlan plan;
+  plan.observer = [&](testing::Op op, bool) {
+    if (op != testing::Op::sync) return;
+    std::unique_lock lk(gate.m);
+    if (++gate.syncs == 1) {
+      gate.first_sync_entered = true;
+      gate.cv.notify_all();
+      gate.cv.wait(lk, [&] { return gate.release; });
     }
-  } device(memory);
+  };
+  testing::FaultyDevice device(memory, &plan);
   MemoryJournalFile file;
-  JournalWriter journal(file, recover_journal(device.inner, file, kId).header);
+  JournalWriter journal(file, recover_journal(memory, file, kId).header);
   AtomicWriterOptions o = options(4096);
   o.checkpoint_bytes = 32768;
   AtomicWriter writer(device, &journal, o);
@@ -196,8 +198,8 @@ TEST(AtomicWriterTest, FlushDuringCheckpointSyncsAgain) {
   // Thread A: a journaled write that passes checkpoint_bytes, whose checkpoint blocks in sync.
   std::thread a([&] { writer.write(0, big, true, false); });
   {
-    std::unique_lock lk(device.m);
-    device.cv.wait(lk, [&] { return device.first_sync_entered; });
+    std::unique_lock lk(gate.m);
+    gate.cv.wait(lk, [&] { return gate.first_sync_entered; });
   }
   // A write completes after that fdatasync began (in place: not held by the checkpoint).
   writer.write(kSize - 4096, std::vector<std::byte>(4096, std::byte{2}), true, false);
@@ -205,14 +207,14 @@ TEST(AtomicWriterTest, FlushDuringCheckpointSyncsAgain) {
   std::thread b([&] { writer.flush(); });
   while (writer.stats().checkpoint_waits == 0) std::this_thread::yield();
   {
-    std::lock_guard lk(device.m);
-    device.release = true;
-    device.cv.notify_all();
+    std::lock_guard lk(gate.m);
+    gate.release = true;
+    gate.cv.notify_all();
   }
   a.join();
   b.join();
-  std::lock_guard lk(device.m);
-  EXPECT_GE(device.syncs, 2) << "FLUSH returned without an fdatasync after the write completed";
+  std::lock_guard lk(gate.m);
+  EXPECT_GE(gate.syncs, 2) << "FLUSH returned without an fdatasync after the write completed";
 }
 
 // "fsyncgate": a failed device fdatasync may have dropped the in-place copies of journaled
