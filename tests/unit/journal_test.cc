@@ -244,9 +244,10 @@ TEST_F(JournalTest, WhatAFailedAppendLeftBehindIsNeverReplayed) {
   testing::FaultyJournalFile file(memory, plan);
   JournalWriter w(file, recover_journal(device, file, kId).header);
   plan.fail_next({testing::Op::journal_sync}, 1);
+  const auto ones = bytes(4096, 1), twos = bytes(4096, 2);
   const JournalWriter::Record failed[] = {
-      {journal::RecordKind::data, 0, 4096, bytes(4096, 1)},
-      {journal::RecordKind::data, 0, 4096, bytes(4096, 2)},  // the failed write of 2
+      {journal::RecordKind::data, 0, 4096, ones},
+      {journal::RecordKind::data, 0, 4096, twos},  // the failed write of 2
   };
   EXPECT_THROW(w.commit_batch(failed), IoError);
   w.commit(journal::RecordKind::data, 0, 4096, bytes(4096, 3));  // acknowledged: 3 wins
