@@ -12,6 +12,7 @@
 #include <string>
 
 #include "conf/config_loader.h"
+#include "tools/qemu_probe.h"
 
 namespace {
 
@@ -28,6 +29,13 @@ constexpr const char* kUsage =
     "                         namespace on block node NODE whose atomic limits match L and A\n"
     "    --id ID              the controller's id (default nvme0; one per untorn disk)\n"
     "    --nsid N             the namespace id (default 1)\n"
+    "    --qemu BINARY        the QEMU these options are for (default qemu-system-x86_64);\n"
+    "                         asked for its nvme-ns properties: where it has per-namespace\n"
+    "                         atomic limits (QEMU 11) they are printed too. Linux 6.x guests\n"
+    "                         read the controller's AWUPF, Linux 7.x guests only the\n"
+    "                         namespace's NAWUPF\n"
+    "    --ns-atomic on|off   do not ask QEMU: on prints the per-namespace options (QEMU 11\n"
+    "                         and later), off only the controller-level ones (QEMU 10)\n"
     "  --qemu-blockdev NODE ADDRESS\n"
     "                         print the QEMU -blockdev for an untorn export at ADDRESS (a\n"
     "                         unix socket path, or HOST:PORT), with reconnect-delay so the\n"
@@ -76,6 +84,7 @@ void print_man_parameters() {
 
 int main(int argc, char** argv) {
   std::string get, qemu_node, blockdev_node, blockdev_address, controller = "nvme0", tls_creds;
+  std::string qemu = "qemu-system-x86_64", ns_atomic;  // ns_atomic: "", "on" or "off"
   unsigned nsid = 1, reconnect_delay = 30;
   bool want_blockdev = false, read_only = false;
   untorn::conf::ConfigLoader loader;
@@ -100,6 +109,11 @@ int main(int argc, char** argv) {
       get = argv[++i];
     } else if (arg == "--qemu-nvme-args" && has_value) {
       qemu_node = argv[++i];
+    } else if (arg == "--qemu" && has_value) {
+      qemu = argv[++i];
+    } else if (arg == "--ns-atomic" && has_value) {
+      ns_atomic = argv[++i];
+      if (ns_atomic != "on" && ns_atomic != "off") return usage_error("--ns-atomic wants on or off");
     } else if (arg == "--id" && has_value) {
       controller = argv[++i];
     } else if (arg == "--nsid" && has_value) {
@@ -154,14 +168,34 @@ int main(int argc, char** argv) {
   }
   if (!qemu_node.empty()) {
     // NVMe counts atomic units in logical blocks, 0-based: AWUN = AWUPF = A/L - 1. QEMU
-    // zeroes AWUPF when it exceeds AWUN, so both are set.
+    // zeroes AWUPF when it exceeds AWUN, so both are set; the same for NAWUN/NAWUPF.
     const unsigned L = config.device.logical_block_size;
     const unsigned units = config.device.atomic_write_unit_max / L - 1;
     const std::string serial = ("untorn-" + controller).substr(0, 20);  // NVMe: 20 bytes
+    bool per_namespace = ns_atomic == "on";
+    if (ns_atomic.empty()) {
+      const auto probe = untorn::tools::probe_nvme_namespace(qemu);
+      per_namespace = probe.per_namespace_atomic;
+      if (!probe.ran)
+        std::fprintf(stderr,
+                     "untorn-config: warning: %s; printing the controller-level atomic options "
+                     "only (QEMU 10). Linux 7.x guests would see one logical block as the atomic "
+                     "unit: give --qemu BINARY, or --ns-atomic on for QEMU 11 and later\n",
+                     probe.error.c_str());
+      else if (!per_namespace)
+        std::fprintf(stderr,
+                     "untorn-config: note: %s has no per-namespace atomic limits (nvme-ns "
+                     "atomic.nawupf, QEMU 11): Linux 6.x guests see %u-byte atomic writes, "
+                     "Linux 7.x guests only %u bytes\n",
+                     qemu.c_str(), config.device.atomic_write_unit_max, L);
+    }
+    std::string ns_options;
+    if (per_namespace)
+      ns_options = ",atomic.nawun=" + std::to_string(units) + ",atomic.nawupf=" + std::to_string(units);
     std::printf("-device nvme,id=%s,serial=%s,atomic.dn=off,atomic.awun=%u,atomic.awupf=%u "
-                "-device nvme-ns,drive=%s,bus=%s,nsid=%u,logical_block_size=%u,physical_block_size=%u\n",
+                "-device nvme-ns,drive=%s,bus=%s,nsid=%u,logical_block_size=%u,physical_block_size=%u%s\n",
                 controller.c_str(), serial.c_str(), units, units, qemu_node.c_str(),
-                controller.c_str(), nsid, L, L);
+                controller.c_str(), nsid, L, L, ns_options.c_str());
     return 0;
   }
   const auto values = untorn::conf::ConfigLoader::effective_values(config);

@@ -10,7 +10,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 out=$(virt-xml-validate "$xml" domain 2>&1) || fail "virt-xml-validate: $out"
 echo "ok: $out"
 args=$(sed -n "s/.*<qemu:arg value='\([^']*\)'\/>.*/\1/p" "$xml" | tr '\n' ' ' | sed 's/,bus=pci.9//; s/ $//')
-want="$("$UNTORN_CONFIG" --qemu-blockdev untorn0 /run/untorn/disk0.sock) $("$UNTORN_CONFIG" --qemu-nvme-args untorn0 --id untornnvme0 "$UNTORN_SOURCE_ROOT/conf/default.yaml" backing.path=/x)"
+want="$("$UNTORN_CONFIG" --qemu-blockdev untorn0 /run/untorn/disk0.sock) $("$UNTORN_CONFIG" --qemu-nvme-args untorn0 --id untornnvme0 --ns-atomic off "$UNTORN_SOURCE_ROOT/conf/default.yaml" backing.path=/x)"
 [ "$args" = "$want" ] || fail "the XML's QEMU arguments differ from untorn-config's:
   xml:           $args
   untorn-config: $want"

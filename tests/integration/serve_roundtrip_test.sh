@@ -53,12 +53,35 @@ kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true; srv_pid=""
 # ...while a stale socket left by a dead server is replaced.
 "$UNTORN_LISTEN" --unix "$dir/busy.sock" -- true >/dev/null || fail "stale socket not replaced"
 
-args=$("$UNTORN_CONFIG" --qemu-nvme-args n0 backing.path=/x device.logical_block_size=512 device.atomic_write_unit_max=16K)
+args=$("$UNTORN_CONFIG" --qemu-nvme-args n0 --ns-atomic off backing.path=/x device.logical_block_size=512 device.atomic_write_unit_max=16K)
 [ "$args" = "-device nvme,id=nvme0,serial=untorn-nvme0,atomic.dn=off,atomic.awun=31,atomic.awupf=31 -device nvme-ns,drive=n0,bus=nvme0,nsid=1,logical_block_size=512,physical_block_size=512" ] \
   || fail "qemu args: $args"
-args=$("$UNTORN_CONFIG" --qemu-nvme-args n1 --id nvme1 --nsid 2 backing.path=/x)
+args=$("$UNTORN_CONFIG" --qemu-nvme-args n1 --id nvme1 --nsid 2 --ns-atomic off backing.path=/x)
 [ "$args" = "-device nvme,id=nvme1,serial=untorn-nvme1,atomic.dn=off,atomic.awun=15,atomic.awupf=15 -device nvme-ns,drive=n1,bus=nvme1,nsid=2,logical_block_size=4096,physical_block_size=4096" ] \
   || fail "qemu args of a second disk: $args"
+# Per-namespace atomic limits (QEMU 11's nvme-ns atomic.nawun/nawupf, which Linux 7.x
+# guests require): printed when asked for, or when the QEMU given has them.
+ctrl="-device nvme,id=nvme0,serial=untorn-nvme0,atomic.dn=off,atomic.awun=15,atomic.awupf=15 -device nvme-ns,drive=n0,bus=nvme0,nsid=1,logical_block_size=4096,physical_block_size=4096"
+args=$("$UNTORN_CONFIG" --qemu-nvme-args n0 --ns-atomic on backing.path=/x)
+[ "$args" = "$ctrl,atomic.nawun=15,atomic.nawupf=15" ] || fail "qemu args with --ns-atomic on: $args"
+fake_qemu() {  # NAME PROPERTY...: a QEMU that lists these nvme-ns properties
+  { echo '#!/bin/sh'; echo '[ "$1 $2" = "-device nvme-ns,help" ] || exit 3'; echo 'echo "nvme-ns options:"'
+    echo 'echo "  logical_block_size=<size>"'; for p in "${@:2}"; do echo "echo '  $p=<uint16>'"; done; } > "$dir/$1"
+  chmod +x "$dir/$1"
+}
+fake_qemu qemu11 atomic.nawun atomic.nawupf; fake_qemu qemu10
+args=$("$UNTORN_CONFIG" --qemu-nvme-args n0 --qemu "$dir/qemu11" backing.path=/x 2>"$dir/q.err")
+[ "$args" = "$ctrl,atomic.nawun=15,atomic.nawupf=15" ] || fail "qemu args for a QEMU with nawupf: $args"
+[ ! -s "$dir/q.err" ] || fail "untorn-config complained about a QEMU with nawupf: $(cat "$dir/q.err")"
+args=$("$UNTORN_CONFIG" --qemu-nvme-args n0 --qemu "$dir/qemu10" backing.path=/x 2>"$dir/q.err")
+[ "$args" = "$ctrl" ] || fail "qemu args for a QEMU without nawupf: $args"
+grep -q "has no per-namespace atomic limits .*Linux 7.x guests only 4096 bytes" "$dir/q.err" || fail "QEMU 10 note: $(cat "$dir/q.err")"
+args=$("$UNTORN_CONFIG" --qemu-nvme-args n0 --qemu "$dir/missing-qemu" backing.path=/x 2>"$dir/q.err")
+[ "$args" = "$ctrl" ] || fail "qemu args when QEMU cannot run: $args"
+grep -q "warning: cannot run '$dir/missing-qemu': No such file or directory; printing the controller-level" "$dir/q.err" \
+  || fail "missing QEMU warning: $(cat "$dir/q.err")"
+if "$UNTORN_CONFIG" --qemu-nvme-args n0 --ns-atomic maybe backing.path=/x 2>"$dir/q.err"; then fail "--ns-atomic maybe accepted"; fi
+grep -q "ns-atomic wants on or off" "$dir/q.err" || fail "--ns-atomic message: $(cat "$dir/q.err")"
 args=$("$UNTORN_CONFIG" --qemu-blockdev n0 /run/untorn/d.sock)
 [ "$args" = "-blockdev driver=nbd,node-name=n0,server.type=unix,server.path=/run/untorn/d.sock,reconnect-delay=30,cache.direct=on,discard=unmap" ] \
   || fail "qemu blockdev: $args"
