@@ -115,6 +115,13 @@ while read -r kind addr; do
   esac
 done < "$ready"
 rm -f "$ready"
+if [[ $qemu_args == *atomic.nawupf* ]]; then
+  ns_note="atomic limits on the controller and the namespace: Linux 6.x and 7.x guests see them"
+else
+  ns_note="controller-level atomic limits only (this QEMU has no nvme-ns atomic.nawupf): Linux 6.x
+   guests see them, Linux 7.x guests read only the namespace's and need QEMU 11
+   (vm-images/qemu11.sh prints one; untorn-config --qemu-nvme-args ... --qemu THAT)"
+fi
 blockdev=$("$repo/build/tools/untorn-config" --qemu-blockdev untorn0 "$unix_sock" ${tls_object:+--tls-creds tls0} ${readonly:+--read-only})
 cat <<EOT
 
@@ -126,6 +133,7 @@ Try:
       }$blockdev \\
       $qemu_args
   (reconnect-delay: the guest waits up to 30 s for a restarted server instead of failing I/O)
+  ($ns_note)
 Ctrl-C stops the server.
 EOT
 wait $pid

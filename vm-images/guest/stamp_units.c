@@ -9,6 +9,9 @@
  *   Reads the region of the backing file after recovery and prints RESULT lines:
  *   every write seen is whole (A2: all its sectors show it or a later write of the same
  *   thread), every FLUSHED write is there or overwritten by a later one (D1), no garbage.
+ * Guest:  stamp_units fill FILE SIZE A
+ *   Creates FILE with SIZE bytes of zeroes written by O_DIRECT writes of A bytes (none
+ *   larger), then fdatasyncs: a file whose extents are allocated and written.
  * Ids: cycle << 26 | thread << 22 | n, so later writes of a thread have larger ids. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -138,10 +141,26 @@ static int do_check(char **a) {
   return torn || garbage || lost || !flushed;
 }
 
+static int do_fill(char **a) {
+  uint64_t size = strtoull(a[1], 0, 0); size_t unit = strtoull(a[2], 0, 0);
+  int fd = open(a[0], O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
+  if (fd < 0) { perror(a[0]); return 1; }
+  void *buf;
+  if (posix_memalign(&buf, 4096, unit)) return 1;
+  memset(buf, 0, unit);
+  for (uint64_t at = 0; at < size; at += unit)
+    if (pwrite(fd, buf, unit, (off_t)at) != (ssize_t)unit) { perror("fill"); return 1; }
+  if (fdatasync(fd) != 0) { perror("fdatasync"); return 1; }
+  free(buf);
+  return close(fd) != 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 5 && !strcmp(argv[1], "fill")) return do_fill(argv + 2);
   if (argc >= 9 && !strcmp(argv[1], "write")) return do_write(argv + 2);
   if (argc >= 6 && !strcmp(argv[1], "check")) return do_check(argv + 2);
   fprintf(stderr, "usage: stamp_units write DEVICE L A OFFSET SIZE THREADS CYCLE\n"
-                  "       stamp_units check IMAGE OFFSET SIZE FLUSHED_LOG\n");
+                  "       stamp_units check IMAGE OFFSET SIZE FLUSHED_LOG\n"
+                  "       stamp_units fill FILE SIZE A\n");
   return 2;
 }
