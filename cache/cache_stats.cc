@@ -21,6 +21,7 @@ CacheCounters CacheStats::snapshot() const {
   c.stale_mappings = stale_mappings;
   c.status_slow = status_slow;
   c.zero_skips = zero_skips;
+  c.direct_writes = direct_writes;
   return c;
 }
 
@@ -37,6 +38,9 @@ std::vector<CounterField> CacheCounters::fields() const {
       {"writeback_batches", "batches", false, writeback_batches},
       {"writeback_errors", "errors", false, writeback_errors},
       {"journal_commits", "syncs", false, journal_commits},
+      {"device_syncs", "syncs", false, device_syncs},
+      {"shared_syncs", "requests", false, shared_syncs},
+      {"direct_writes", "requests", false, direct_writes},
       {"evictions", "folios", false, evictions},
       {"evicted_bytes", "bytes", false, evicted_bytes},
       {"throttle_waits", "waits", false, throttle_waits},

@@ -32,6 +32,9 @@ struct CacheCounters {
   uint64_t writeback_batches = 0;
   uint64_t writeback_errors = 0;
   uint64_t journal_commits = 0;    // fdatasyncs of the journal for records
+  uint64_t device_syncs = 0;       // fdatasyncs of the backing file
+  uint64_t shared_syncs = 0;       // flush/FUA syncs answered by another request's fdatasync
+  uint64_t direct_writes = 0;      // uncached writes sent straight to the device, no folio
   uint64_t evictions = 0;
   uint64_t evicted_bytes = 0;
   uint64_t throttle_waits = 0;     // writers held back at the dirty limit
@@ -55,8 +58,8 @@ struct CacheCounters {
 class CacheStats {
  public:
   void add(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
-  // The running totals; the "now" gauges (dirty, cached, folios, journal commits) are
-  // filled in by their owners.
+  // The running totals; the "now" gauges (dirty, cached, folios) and the journal's and
+  // device's sync counts are filled in by their owners.
   CacheCounters snapshot() const;
 
   std::atomic<uint64_t> read_hits{0}, read_misses{0}, write_requests{0};
@@ -64,6 +67,7 @@ class CacheStats {
   std::atomic<uint64_t> writeback_errors{0}, evictions{0}, evicted_bytes{0};
   std::atomic<uint64_t> throttle_waits{0}, memory_waits{0}, readahead_bytes{0}, prefetch_bytes{0};
   std::atomic<uint64_t> hole_fill_bytes{0}, stale_mappings{0}, status_slow{0}, zero_skips{0};
+  std::atomic<uint64_t> direct_writes{0};
 };
 
 }  // namespace untorn

@@ -398,8 +398,17 @@ bool CachedPath::write_locked(uint64_t offset, uint64_t length, const std::byte*
   const uint64_t b0 = align_down(offset), b1 = align_up(offset + length);
   // Older writeback of these blocks lands first and their bytes stay put while it runs.
   writeback_.wait_idle(b0, b1);
-  if (!settle_edges(b0, b1, lock_lo, lock_hi)) return false;
   const bool atomic = atomic_eligible(offset, length, logical_block_size_, atomic_write_unit_max_);
+  if (mode_ == CacheMode::uncached && src && offset == b0 && offset + length == b1 &&
+      cache_.overlapping(b0, b1 - b0).empty()) {
+    // Uncached, whole blocks, nothing cached there: no folio to fill and drop again, and
+    // no group to settle (a group sticking out would need a folio in the range). The
+    // request goes straight to the writer as one write, crash-atomic when eligible.
+    writer_.write(offset, {src, length}, atomic, fua);
+    stats_.add(stats_.direct_writes);
+    return true;
+  }
+  if (!settle_edges(b0, b1, lock_lo, lock_hi)) return false;
   std::vector<FolioCache::Ref> created = copy_in(offset, length, src, atomic);
   if (mode_ == CacheMode::writeback && !fua) return true;
   try {

@@ -15,7 +15,9 @@
 //   - reads hold their range shared; blocks not uptodate are read from the device into
 //     the folio (cache.populate_on_read) or straight to the client;
 //   - writethrough, uncached and FUA write their range through before replying (uncached
-//     then drops the folios it created); FLUSH writes back everything dirty and syncs;
+//     then drops the folios it created; an uncached write of whole blocks with no folio
+//     in its range skips the cache and goes to the writer as it came); FLUSH writes back
+//     everything dirty and syncs;
 //   - large zeroes and trims go to the device after the cached blocks' groups are settled,
 //     then the cached blocks are dropped; small eligible zeroes are cached writes of zeroes.
 // The extent map (DESIGN.md §5) answers block status with no syscall when warm, lets a

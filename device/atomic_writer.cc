@@ -88,20 +88,65 @@ void AtomicWriter::sync_device() {
   // so a sync that overlapped a failing one could succeed without covering what the
   // failure dropped (found by the fault soak). Serialised, a sync either ran wholly
   // before the failure or sees it here.
-  std::lock_guard serial(sync_mutex_);
+  //
+  // Group commit: a caller needs a sync that *started* after it arrived (one already
+  // running may have begun before the caller's writes completed). It wants generation
+  // started+1; whoever finds no sync running when that generation is due runs it, and
+  // every caller that wanted it shares its outcome: a failure sets failed_ before the
+  // generation is marked finished, so every sharer throws too (test:
+  // AtomicWriterTest.FailedSharedSyncFailsEverySharer).
+  std::unique_lock lk(sync_mutex_);
   throw_if_failed();
+  const uint64_t want = syncs_started_ + 1;
+  if (syncs_finished_ < want && sync_running_) {
+    std::lock_guard sl(stats_mutex_);
+    ++stats_.sync_waits;  // counted as the wait begins (tests wait for it)
+  }
+  while (syncs_finished_ < want && sync_running_) sync_done_.wait(lk);
+  if (syncs_finished_ >= want) {  // another caller ran a sync that started after we came
+    lk.unlock();
+    {
+      std::lock_guard sl(stats_mutex_);
+      ++stats_.shared_syncs;
+    }
+    throw_if_failed();
+    return;
+  }
+  // No sync running and ours not run: started == finished == want - 1. Run it.
+  sync_running_ = true;
+  ++syncs_started_;
+  lk.unlock();
+  std::string failure;
+  int failure_err = EIO;
   try {
     device_.sync();
   } catch (const IoError& e) {
-    {
-      std::lock_guard lk(failure_mutex_);
-      if (!failed()) failure_ = e.what();
-      failed_.store(true, std::memory_order_release);
-    }
-    log_warning(std::string("backing file fdatasync failed: ") + e.what() +
-              "; refusing every write and flush from now on, keeping the journal's records; "
-              "restart untorn to recover");
-    throw;
+    failure = e.what();
+    failure_err = e.err();
+  } catch (const std::exception& e) {
+    failure = std::string("unexpected error during fdatasync: ") + e.what();
+  } catch (...) {
+    failure = "unexpected error during fdatasync";
+  }
+  if (!failure.empty()) {
+    std::lock_guard fl(failure_mutex_);
+    if (!failed()) failure_ = failure;
+    failed_.store(true, std::memory_order_release);
+  }
+  lk.lock();
+  sync_running_ = false;
+  ++syncs_finished_;
+  sync_done_.notify_all();
+  lk.unlock();
+  {
+    std::lock_guard sl(stats_mutex_);
+    ++stats_.device_syncs;
+  }
+  if (!failure.empty()) {
+    log_warning("backing file fdatasync failed: " + failure +
+                "; refusing every write and flush from now on, keeping the journal's records; "
+                "restart untorn to recover");
+    throw IoError(failure_err, failure);
   }
 }
 

@@ -91,6 +91,9 @@ class AtomicWriter {
   struct Stats {
     uint64_t in_place = 0, rwf_atomic = 0, journaled = 0, checkpoints = 0;
     uint64_t checkpoint_waits = 0;  // callers that found a checkpoint running and waited
+    uint64_t device_syncs = 0;      // fdatasyncs of the backing file run
+    uint64_t shared_syncs = 0;      // sync requests answered by another caller's fdatasync
+    uint64_t sync_waits = 0;        // sync requests that found one running and waited
   };
   Stats stats() const;
 
@@ -121,7 +124,9 @@ class AtomicWriter {
   // AtomicWriterTest.FlushDuringCheckpointSyncsAgain).
   void checkpoint(bool for_flush);
   void count(Method m);
-  // device_.sync(), failing the writer for good if it fails.
+  // Makes everything completed before the call durable: device_.sync(), failing the
+  // writer for good if it fails. Group commit: callers arriving while a sync runs share
+  // the next one, which one of them runs; syncs never overlap (see the .cc).
   void sync_device();
 
   BlockDevice& device_;
@@ -139,7 +144,13 @@ class AtomicWriter {
   mutable std::mutex stats_mutex_;
   Stats stats_;
 
-  std::mutex sync_mutex_;  // device syncs one at a time (see sync_device)
+  // Device syncs, one at a time (see sync_device). Generation n is the n-th sync started;
+  // a caller needs one that started after it arrived.
+  std::mutex sync_mutex_;
+  std::condition_variable sync_done_;
+  uint64_t syncs_started_ = 0;
+  uint64_t syncs_finished_ = 0;
+  bool sync_running_ = false;
   std::atomic<bool> failed_{false};
   mutable std::mutex failure_mutex_;
   std::string failure_;  // the first failed sync's message

@@ -163,6 +163,9 @@ void Server::check_backing(bool probe_now) {
 CacheCounters Server::counters() {
   CacheCounters c = path_->counters();
   c.journal_commits = journal_ ? journal_->commits() : 0;
+  const AtomicWriter::Stats w = writer_->stats();
+  c.device_syncs = w.device_syncs;
+  c.shared_syncs = w.shared_syncs;
   return c;
 }
 

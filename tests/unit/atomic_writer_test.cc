@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <algorithm>
 #include <random>
@@ -205,7 +207,10 @@ TEST(AtomicWriterTest, FlushDuringCheckpointSyncsAgain) {
   writer.write(kSize - 4096, std::vector<std::byte>(4096, std::byte{2}), true, false);
   // Thread B: FLUSH now. It must wait for A's checkpoint and then sync again.
   std::thread b([&] { writer.flush(); });
-  while (writer.stats().checkpoint_waits == 0) std::this_thread::yield();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (writer.stats().checkpoint_waits == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  EXPECT_EQ(writer.stats().checkpoint_waits, 1u) << "the FLUSH never waited for the checkpoint";
   {
     std::lock_guard lk(gate.m);
     gate.release = true;
@@ -215,6 +220,110 @@ TEST(AtomicWriterTest, FlushDuringCheckpointSyncsAgain) {
   b.join();
   std::lock_guard lk(gate.m);
   EXPECT_GE(gate.syncs, 2) << "FLUSH returned without an fdatasync after the write completed";
+}
+
+// The first device sync blocks in the fault plan's observer until released; counts syncs.
+struct SyncGate {
+  std::mutex m;
+  std::condition_variable cv;
+  bool first_sync_entered = false, release = false;
+  int syncs = 0;
+  void observe(testing::Op op) {
+    if (op != testing::Op::sync) return;
+    std::unique_lock lk(m);
+    if (++syncs == 1) {
+      first_sync_entered = true;
+      cv.notify_all();
+      cv.wait(lk, [&] { return release; });
+    }
+  }
+  void wait_first() {
+    std::unique_lock lk(m);
+    cv.wait(lk, [&] { return first_sync_entered; });
+  }
+  void open() {
+    std::lock_guard lk(m);
+    release = true;
+    cv.notify_all();
+  }
+};
+
+// Waits (up to 30 s, then fails the test) until `n` sync requests wait behind a running sync.
+bool wait_for_sync_waiters(const AtomicWriter& writer, uint64_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (writer.stats().sync_waits < n) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+// Runs one FUA write (in place: it needs a device sync) that blocks in the first sync,
+// then `n` more FUA writes that arrive while it runs; returns each one's errno (0: ok).
+std::vector<int> fua_writes_behind_a_sync(AtomicWriter& writer, SyncGate& gate, int n,
+                                          const std::function<void()>& before_release) {
+  const std::vector<std::byte> block(4096, std::byte{3});
+  std::thread first([&] { writer.write(0, block, true, /*fua=*/true); });
+  gate.wait_first();
+  std::vector<int> errs(n, -1);
+  std::vector<std::thread> later;
+  for (int i = 0; i < n; ++i)
+    later.emplace_back([&, i] {
+      try {
+        writer.write(uint64_t(i + 1) * 4096, block, true, /*fua=*/true);
+        errs[i] = 0;
+      } catch (const IoError& e) {
+        errs[i] = e.err();
+      }
+    });
+  const bool all_waiting = wait_for_sync_waiters(writer, n);
+  before_release();
+  gate.open();
+  first.join();
+  for (std::thread& t : later) t.join();
+  EXPECT_TRUE(all_waiting) << "the later FUA writes never waited behind the running sync";
+  return errs;
+}
+
+// Group commit: FUA writes arriving while a device fdatasync runs cannot use it (it may
+// have begun before they completed) but share the next one: n+1 requests, 2 fdatasyncs.
+TEST(AtomicWriterTest, ConcurrentSyncsShareOneFdatasync) {
+  MemoryDevice memory{std::vector<std::byte>(kSize)};
+  SyncGate gate;
+  testing::FaultPlan plan;
+  plan.observer = [&](testing::Op op, bool) { gate.observe(op); };
+  testing::FaultyDevice device(memory, &plan);
+  MemoryJournalFile file;
+  JournalWriter journal(file, recover_journal(memory, file, kId).header);
+  AtomicWriter writer(device, &journal, options(4096));
+  const std::vector<int> errs = fua_writes_behind_a_sync(writer, gate, 3, [] {});
+  EXPECT_EQ(errs, std::vector<int>(3, 0));
+  std::lock_guard lk(gate.m);
+  EXPECT_EQ(gate.syncs, 2) << "the three waiting FUA writes should share one fdatasync";
+  const AtomicWriter::Stats st = writer.stats();
+  EXPECT_EQ(st.device_syncs, 2u);
+  EXPECT_EQ(st.shared_syncs, 2u);
+  EXPECT_EQ(st.sync_waits, 3u);
+}
+
+// A shared fdatasync that fails fails every request that shared it, not only the one
+// that ran it (otherwise a FUA write would be acknowledged on a failed sync).
+TEST(AtomicWriterTest, FailedSharedSyncFailsEverySharer) {
+  MemoryDevice memory{std::vector<std::byte>(kSize)};
+  SyncGate gate;
+  testing::FaultPlan plan;
+  plan.observer = [&](testing::Op op, bool) { gate.observe(op); };
+  testing::FaultyDevice device(memory, &plan);
+  MemoryJournalFile file;
+  JournalWriter journal(file, recover_journal(memory, file, kId).header);
+  AtomicWriter writer(device, &journal, options(4096));
+  // The first sync has already been judged (it succeeds); the next one fails.
+  const std::vector<int> errs =
+      fua_writes_behind_a_sync(writer, gate, 3, [&] { plan.fail_next({testing::Op::sync}, 1); });
+  EXPECT_EQ(errs, std::vector<int>(3, EIO));
+  EXPECT_TRUE(writer.failed());
+  std::lock_guard lk(gate.m);
+  EXPECT_EQ(gate.syncs, 2);
 }
 
 // "fsyncgate": a failed device fdatasync may have dropped the in-place copies of journaled

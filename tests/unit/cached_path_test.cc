@@ -248,6 +248,17 @@ TEST_F(CachedPathTest, UncachedDropsTheFoliosItCreatedAndReadsDoNotPopulate) {
   EXPECT_EQ(path_->counters().folios, 0u);
   EXPECT_EQ(read(1 << 20, data.size()), data);
   EXPECT_EQ(path_->counters().folios, 0u);
+  // Whole blocks with nothing cached: straight to the device, no folio on the way.
+  EXPECT_EQ(path_->counters().direct_writes, 1u);
+  EXPECT_EQ(path_->counters().cached_bytes, 0u);
+  // A partial write needs its edge blocks read: the folio path, folios dropped after.
+  auto part = pattern(5000, 9);
+  path_->write((1 << 20) + 100, part, true);
+  EXPECT_EQ(path_->counters().direct_writes, 1u);
+  EXPECT_EQ(path_->counters().folios, 0u);
+  auto expect = data;
+  std::memcpy(expect.data() + 100, part.data(), part.size());
+  EXPECT_EQ(device_bytes(1 << 20, data.size()), expect);
 }
 
 TEST_F(CachedPathTest, PartialWriteIntoColdFolioReadsOnlyTheEdgeBlocks) {
