@@ -15,6 +15,7 @@
 #include "conf/units.h"
 #include "device/aio_context.h"
 #include "device/aligned_buffer.h"
+#include "device/bounce_pool.h"
 #include "util/io_error.h"
 #include "util/log.h"
 
@@ -195,7 +196,7 @@ void BackingFile::read(uint64_t offset, std::span<std::byte> dst) {
     transfer(false, offset, dst.data(), dst.size());
     return;
   }
-  AlignedBuffer bounce_buffer(std::min<uint64_t>(dst.size(), kMaxBounce), AlignedBuffer::Uninitialized{});
+  BouncePool::Lease bounce_buffer = BouncePool::instance().take(std::min<uint64_t>(dst.size(), kMaxBounce));
   for (uint64_t done = 0; done < dst.size();) {
     uint64_t n = std::min<uint64_t>(dst.size() - done, kMaxBounce);
     transfer(false, offset + done, bounce_buffer.data(), n);
@@ -212,7 +213,7 @@ void BackingFile::write(uint64_t offset, std::span<const std::byte> src) {
     transfer(true, offset, const_cast<std::byte*>(src.data()), src.size());
     return;
   }
-  AlignedBuffer bounce_buffer(std::min<uint64_t>(src.size(), kMaxBounce), AlignedBuffer::Uninitialized{});
+  BouncePool::Lease bounce_buffer = BouncePool::instance().take(std::min<uint64_t>(src.size(), kMaxBounce));
   for (uint64_t done = 0; done < src.size();) {
     uint64_t n = std::min<uint64_t>(src.size() - done, kMaxBounce);
     std::memcpy(bounce_buffer.data(), src.data() + done, n);
@@ -226,6 +227,7 @@ void BackingFile::write_batch(std::span<WriteRequest> writes) {
   std::vector<AioOp> ops;
   std::vector<size_t> op_write;  // the write each aio op carries
   std::vector<uint64_t> done(writes.size(), 0);
+  std::vector<BouncePool::Lease> bounces;  // live until the batch completes
   for (size_t k = 0; k < writes.size(); ++k) {
     WriteRequest& w = writes[k];
     try {
@@ -235,10 +237,17 @@ void BackingFile::write_batch(std::span<WriteRequest> writes) {
       w.message = e.what();
       continue;
     }
-    // Misaligned memory is left for write() below, which bounces it.
-    if (w.data.empty() || reinterpret_cast<uintptr_t>(w.data.data()) % mem_align_ != 0) continue;
-    ops.push_back({AioOp::Kind::write, fd_, const_cast<std::byte*>(w.data.data()), w.data.size(),
-                   w.offset});
+    if (w.data.empty()) continue;
+    std::byte* p = const_cast<std::byte*>(w.data.data());  // io_prep_pwrite only reads it
+    if (reinterpret_cast<uintptr_t>(p) % mem_align_ != 0) {
+      // Misaligned memory is bounced through a pooled buffer into the same batch (the
+      // largest are left for write() below, which bounces them in pieces).
+      if (w.data.size() > kMaxBounce) continue;
+      bounces.push_back(BouncePool::instance().take(w.data.size()));
+      std::memcpy(bounces.back().data(), w.data.data(), w.data.size());
+      p = bounces.back().data();
+    }
+    ops.push_back({AioOp::Kind::write, fd_, p, w.data.size(), w.offset});
     op_write.push_back(k);
   }
   if (!ops.empty()) aio_submit_and_wait(ops);
@@ -252,7 +261,7 @@ void BackingFile::write_batch(std::span<WriteRequest> writes) {
     w.message = "write of backing file " + path_ + " at " + std::to_string(w.offset) + ": " +
                 std::strerror(w.error);
   }
-  // The rest of short transfers, and misaligned writes, one by one.
+  // The rest of short transfers, and the largest misaligned writes, one by one.
   for (size_t k = 0; k < writes.size(); ++k) {
     WriteRequest& w = writes[k];
     if (w.error || done[k] == w.data.size()) continue;
@@ -276,9 +285,9 @@ void BackingFile::write_atomic(uint64_t offset, std::span<const std::byte> src) 
   if (!supports_atomic_write(offset, src.size())) throw_atomic_unsupported();
   constexpr int kRwfAtomic = 0x00000040;  // RWF_ATOMIC, Linux 6.11 (not in Debian 12's headers)
   const std::byte* p = src.data();
-  AlignedBuffer bounce_buffer;
+  BouncePool::Lease bounce_buffer;
   if (reinterpret_cast<uintptr_t>(p) % mem_align_ != 0) {
-    bounce_buffer = AlignedBuffer(src.size(), AlignedBuffer::Uninitialized{});
+    bounce_buffer = BouncePool::instance().take(src.size());
     std::memcpy(bounce_buffer.data(), src.data(), src.size());
     p = bounce_buffer.data();
   }

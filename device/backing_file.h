@@ -6,7 +6,7 @@
 // open() creates the file sparse when missing, checks or (when asked) changes its size,
 // and refuses anything that is not a regular file whose size is a multiple of L.
 // Reads and writes go through the calling thread's libaio queue; memory that does not
-// meet the O_DIRECT alignment is bounced through a thread-local aligned buffer.
+// meet the O_DIRECT alignment is bounced through buffers of the process's BouncePool.
 #pragma once
 
 #include <memory>
@@ -44,7 +44,8 @@ class BackingFile final : public BlockDevice {
 
   void read(uint64_t offset, std::span<std::byte> dst) override;
   void write(uint64_t offset, std::span<const std::byte> src) override;
-  // Aligned writes go out as one libaio batch; others (and short transfers) one by one.
+  // One libaio batch (misaligned memory bounced into it); short transfers and misaligned
+  // writes above 8 MiB are finished one by one.
   void write_batch(std::span<WriteRequest> writes) override;
   // RWF_ATOMIC where statx reports it: power-of-two length within the reported unit
   // min/max, naturally aligned, on the O_DIRECT descriptor.

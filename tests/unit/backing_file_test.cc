@@ -15,6 +15,7 @@
 #include <random>
 
 #include "device/aligned_buffer.h"
+#include "device/bounce_pool.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_data.h"
 #include "util/io_error.h"
@@ -167,6 +168,64 @@ TEST(BackingFileTest, SecondOpenOfSameFileIsRefused) {
   EXPECT_THAT(e.what(), HasSubstr("in use by another process"));
   first.reset();
   EXPECT_NO_THROW(BackingFile::open(backing(dir.file("d.img"), kMiB), 4096));
+}
+
+// Misaligned memory in a batch is bounced through pooled buffers (the largest, above the
+// biggest class, through write()'s pieces); every write lands byte for byte, and the
+// buffers come back to the pool, which stays within its bound.
+TEST(BackingFileTest, MisalignedBatchBouncesEveryWriteThroughThePool) {
+  BouncePool::instance().drain();
+  TempDir dir;
+  auto dev = BackingFile::open(backing(dir.file("d.img"), 32 * kMiB), 4096);
+  const std::vector<uint64_t> sizes = {4096, 65536, kMiB, 9 * kMiB};
+  std::vector<std::vector<std::byte>> storage;
+  std::vector<WriteRequest> batch;
+  uint64_t offset = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    storage.push_back(pattern(sizes[i] + 1, 10 + i));
+    batch.push_back({offset, {storage.back().data() + 1, sizes[i]}, 0, {}});
+    offset += sizes[i];
+  }
+  dev->write_batch(batch);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    EXPECT_EQ(batch[i].error, 0) << batch[i].message;
+    std::vector<std::byte> got(sizes[i]);
+    dev->read(batch[i].offset, got);
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), storage[i].begin() + 1)) << "write " << i;
+  }
+  EXPECT_GT(BouncePool::instance().idle_bytes(), 0u) << "no bounce buffer came back to the pool";
+  EXPECT_LE(BouncePool::instance().idle_bytes(), BouncePool::kKeepBytes);
+}
+
+TEST(BackingFileTest, BouncePoolReusesAlignedBuffersAndStaysBounded) {
+  BouncePool& pool = BouncePool::instance();
+  pool.drain();
+  std::byte* first = nullptr;
+  {
+    BouncePool::Lease a = pool.take(5000);
+    EXPECT_EQ(a.capacity(), 8192u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(a.data()) % AlignedBuffer::kPageSize, 0u);
+    first = a.data();
+  }
+  EXPECT_EQ(pool.idle_bytes(), 8192u);
+  {
+    BouncePool::Lease b = pool.take(6000);  // same class: the same buffer again
+    EXPECT_EQ(b.data(), first);
+    EXPECT_EQ(pool.idle_bytes(), 0u);
+  }
+  // Four 8 MiB buffers out at once; only kKeepBytes of them are kept when they return.
+  {
+    std::vector<BouncePool::Lease> big;
+    for (int i = 0; i < 4; ++i) big.push_back(pool.take(8 * kMiB));
+  }
+  EXPECT_LE(pool.idle_bytes(), BouncePool::kKeepBytes);
+  EXPECT_GE(pool.idle_bytes(), 8 * kMiB);
+  // Above the largest class: allocated for the lease, never kept.
+  const size_t before = pool.idle_bytes();
+  { BouncePool::Lease huge = pool.take(9 * kMiB); EXPECT_GE(huge.capacity(), 9 * kMiB); }
+  EXPECT_EQ(pool.idle_bytes(), before);
+  pool.drain();
+  EXPECT_EQ(pool.idle_bytes(), 0u);
 }
 
 TEST(BackingFileTest, ReadWriteRoundTripWithAlignedAndUnalignedMemory) {
