@@ -3,7 +3,8 @@
 # then the same suite under ASan+UBSan and under TSan.
 # Usage: scripts/test.sh [--no-sanitizers] [--no-guest] [meson test args...]
 # Then a clang build of the config parsers runs its libFuzzer target for 60 s (build-fuzz;
-# UNTORN_FUZZ_SECONDS changes it).
+# UNTORN_FUZZ_SECONDS changes it), and the benchmark runs once, small, as a smoke test
+# (tests/bench/compare.sh --quick: every section and anchor, no thresholds).
 # After the builds, the guest suite (vm-images/run-guest on an untorn device) runs on two
 # guest kernels: Debian trixie's Linux 6.12 under QEMU 10, and the newest Debian kernel
 # (trixie-backports, Linux 7.x) under QEMU 11, with XFS and ext4 on top; each result is
@@ -59,6 +60,22 @@ for entry in "${builds[@]}"; do
   echo "==> $dir: $p passed, $f failed, $k skipped"
   [ $rc -eq 0 ] || failed_builds+=("$dir")
 done
+# The benchmark's smoke test: every section against every anchor, small and short, no
+# thresholds (tests/bench/compare.sh --quick); it fails only where a run fails.
+echo "==> benchmark smoke test (tests/bench/compare.sh --quick)"
+bq="$repo/build/bench-quick"
+if "$repo/tests/bench/compare.sh" --quick --out "$bq" > "$bq.txt" 2> "$bq.log"; then
+  cat "$bq.txt"
+  bskips=$(sed -n '/^skipped anchors/,/^$/p' "$bq.txt" | grep '^  ' | sed 's/^  /bench-quick: anchor /' || true)
+  if [ -n "$bskips" ]; then
+    echo "$bskips" >> "$skips_file"; total_skip=$((total_skip + $(wc -l <<<"$bskips")))
+  fi
+  total_pass=$((total_pass + 1))
+else
+  cat "$bq.txt"; tail -40 "$bq.log"
+  echo "==> benchmark smoke test FAILED (logs: build/bench-quick.txt, build/bench-quick.log)"
+  total_fail=$((total_fail + 1)); failed_builds+=("bench-quick")
+fi
 if [ $guest = 1 ]; then
   if ! "$repo/vm-images/setup-host.sh" >/dev/null 2>"$repo/build/guest-setup.err"; then
     echo "######## GUEST SUITE SKIPPED: QEMU 10 could not be installed here ########"
