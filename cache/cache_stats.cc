@@ -41,6 +41,7 @@ std::vector<CounterField> CacheCounters::fields() const {
       {"device_syncs", "syncs", false, device_syncs},
       {"shared_syncs", "requests", false, shared_syncs},
       {"direct_writes", "requests", false, direct_writes},
+      {"durable_writes", "writes", false, durable_writes},
       {"evictions", "folios", false, evictions},
       {"evicted_bytes", "bytes", false, evicted_bytes},
       {"throttle_waits", "waits", false, throttle_waits},

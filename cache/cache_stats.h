@@ -35,6 +35,7 @@ struct CacheCounters {
   uint64_t device_syncs = 0;       // fdatasyncs of the backing file
   uint64_t shared_syncs = 0;       // flush/FUA syncs answered by another request's fdatasync
   uint64_t direct_writes = 0;      // uncached writes sent straight to the device, no folio
+  uint64_t durable_writes = 0;     // FUA/writethrough writes made durable by RWF_DSYNC, no fdatasync
   uint64_t evictions = 0;
   uint64_t evicted_bytes = 0;
   uint64_t throttle_waits = 0;     // writers held back at the dirty limit

@@ -71,6 +71,7 @@ void submit_chunk(io_context_t ctx, std::span<AioOp> ops) {
       io_prep_pread(&cbs[i], op.fd, op.buf, op.length, static_cast<long long>(op.offset));
     else
       io_prep_pwrite(&cbs[i], op.fd, op.buf, op.length, static_cast<long long>(op.offset));
+    cbs[i].aio_rw_flags = static_cast<unsigned>(op.rw_flags);
     cbs[i].data = &op;
     ptrs[i] = &cbs[i];
   }

@@ -22,6 +22,7 @@ struct AioOp {
   uint64_t length;
   uint64_t offset;
   int64_t result = 0; // filled in: bytes transferred, or -errno
+  int rw_flags = 0;   // RWF_* for the op (RWF_DSYNC: durable on completion)
 };
 
 // Submits every op as one io_submit batch (in chunks of the queue depth if larger) and

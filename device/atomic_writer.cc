@@ -194,6 +194,9 @@ void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {
     }
     return;
   }
+  // FUA where the device writes durably by itself (RWF_DSYNC): in-place writes need no
+  // device fdatasync, so concurrent FUA and writethrough requests never queue behind one.
+  const bool durable = fua && device_.supports_durable_writes();
   std::vector<JournalWriter::Record> records;
   std::vector<BatchWrite*> journaled_writes;
   for (BatchWrite& w : writes) {
@@ -206,7 +209,7 @@ void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {
     }
   }
   if (records.empty()) {
-    write_out(writes);
+    write_out(writes, durable);
   } else {
     // A checkpoint must not reset the journal before these records' in-place writes are
     // done: it waits while the gate stands.
@@ -220,16 +223,18 @@ void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {
         w->message = e.what();
       }
     }
-    write_out(writes);  // every record is durable now
+    write_out(writes, durable);  // every record is durable now
   }
-  // Journaled writes are durable at commit; the rest need the device synced.
+  // Journaled writes are durable at commit, durable in-place ones at completion; the
+  // rest need the device synced.
   bool needs_sync = false;
-  for (const BatchWrite& w : writes) needs_sync |= fua && !w.error && w.method != Method::journal;
+  for (const BatchWrite& w : writes)
+    needs_sync |= fua && !w.error && w.method != Method::journal && !(durable && w.method == Method::in_place);
   if (needs_sync) sync_device();
   if (!records.empty() && journal_->record_bytes() > options_.checkpoint_bytes) checkpoint(false);
 }
 
-void AtomicWriter::write_out(std::span<BatchWrite> writes) {
+void AtomicWriter::write_out(std::span<BatchWrite> writes, bool durable) {
   // In-place writes (and journaled ones' in-place copies) as one device batch.
   std::vector<WriteRequest> requests;
   std::vector<size_t> first_request;  // per write, index of its first request
@@ -237,6 +242,8 @@ void AtomicWriter::write_out(std::span<BatchWrite> writes) {
     first_request.push_back(requests.size());
     if (w.error || w.method == Method::rwf_atomic) continue;
     add_in_place(requests, w.offset, w.data);
+    if (durable && w.method == Method::in_place)
+      for (size_t r = first_request.back(); r < requests.size(); ++r) requests[r].durable = true;
   }
   first_request.push_back(requests.size());
   if (options_.unsafe_split_writes) {
@@ -262,6 +269,10 @@ void AtomicWriter::write_out(std::span<BatchWrite> writes) {
       w.message = requests[r].message;
     }
     if (!w.error) count(w.method);
+    if (!w.error && durable && w.method == Method::in_place) {
+      std::lock_guard lk(stats_mutex_);
+      ++stats_.durable_writes;
+    }
   }
 }
 

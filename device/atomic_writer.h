@@ -9,6 +9,9 @@
 // Writes that are not eligible go in place. Whatever the kind, a write or zero that
 // touches a range with a record in the current journal epoch goes through the journal
 // too, so replay never overwrites newer data (T1; test: AtomicWriterTest.ReplayNeverClobbersNewerData).
+// FUA: journaled writes are durable at commit; in-place ones are written durably
+// (RWF_DSYNC) where the device offers it, else covered by a device fdatasync that
+// concurrent callers share (group commit, sync_device).
 // Checkpoint (on flush, and when the journal passes checkpoint_bytes): wait for
 // journaled writes in flight, fdatasync the device, reset the journal.
 // A failed device fdatasync fails the writer for good (DESIGN.md §4, "fsyncgate"): the
@@ -68,7 +71,9 @@ class AtomicWriter {
   // Writes many disjoint ranges, each as write() would (not durable), sharing work: every
   // journaled one goes into one journal commit (one fdatasync), then all in-place writes
   // go to the device as one batch. Never throws for a failed write; see its error. With
-  // `fua` every write that succeeded is durable on return (a failed sync throws).
+  // `fua` every write that succeeded is durable on return (a failed sync throws): in-place
+  // writes as durable device writes where the device has them (RWF_DSYNC), otherwise by
+  // one device sync shared with concurrent callers (group commit).
   void write_batch(std::span<BatchWrite> writes, bool fua = false);
 
   // Zeroes a range (aligned to io_align). `atomic`: an eligible WRITE_ZEROES.
@@ -94,6 +99,7 @@ class AtomicWriter {
     uint64_t device_syncs = 0;      // fdatasyncs of the backing file run
     uint64_t shared_syncs = 0;      // sync requests answered by another caller's fdatasync
     uint64_t sync_waits = 0;        // sync requests that found one running and waited
+    uint64_t durable_writes = 0;    // FUA in-place writes made durable by the device (RWF_DSYNC)
   };
   Stats stats() const;
 
@@ -102,7 +108,7 @@ class AtomicWriter {
   void mark_journaled(uint64_t offset, uint64_t length);
   // The device part of write_batch for writes without an error: in place (one device
   // batch) or RWF_ATOMIC; records each write's outcome.
-  void write_out(std::span<BatchWrite> writes);
+  void write_out(std::span<BatchWrite> writes, bool durable);
   // Appends the device writes for `data` at `offset` to `out` (split when a test asks).
   void add_in_place(std::vector<WriteRequest>& out, uint64_t offset,
                     std::span<const std::byte> data) const;

@@ -172,9 +172,10 @@ void BackingFile::check_range(uint64_t offset, uint64_t length, const char* what
 
 // One aio op, resubmitting the rest after a short transfer; a transfer that makes no
 // progress is an I/O error (the file shrank under us, or the device gave up).
-void BackingFile::transfer(bool is_write, uint64_t offset, std::byte* buf, uint64_t length) {
+void BackingFile::transfer(bool is_write, uint64_t offset, std::byte* buf, uint64_t length, int rw_flags) {
   while (length > 0) {
     AioOp op{is_write ? AioOp::Kind::write : AioOp::Kind::read, fd_, buf, length, offset};
+    op.rw_flags = rw_flags;
     aio_submit_and_wait({&op, 1});
     if (op.result < 0)
       throw IoError::from_errno(static_cast<int>(-op.result),
@@ -205,19 +206,21 @@ void BackingFile::read(uint64_t offset, std::span<std::byte> dst) {
   }
 }
 
-void BackingFile::write(uint64_t offset, std::span<const std::byte> src) {
+void BackingFile::write(uint64_t offset, std::span<const std::byte> src) { write_flags(offset, src, 0); }
+
+void BackingFile::write_flags(uint64_t offset, std::span<const std::byte> src, int rw_flags) {
   refuse_if_readonly("write");
   check_range(offset, src.size(), "write");
   if (reinterpret_cast<uintptr_t>(src.data()) % mem_align_ == 0) {
     // io_prep_pwrite takes a non-const pointer but only reads through it.
-    transfer(true, offset, const_cast<std::byte*>(src.data()), src.size());
+    transfer(true, offset, const_cast<std::byte*>(src.data()), src.size(), rw_flags);
     return;
   }
   BouncePool::Lease bounce_buffer = BouncePool::instance().take(std::min<uint64_t>(src.size(), kMaxBounce));
   for (uint64_t done = 0; done < src.size();) {
     uint64_t n = std::min<uint64_t>(src.size() - done, kMaxBounce);
     std::memcpy(bounce_buffer.data(), src.data() + done, n);
-    transfer(true, offset + done, bounce_buffer.data(), n);
+    transfer(true, offset + done, bounce_buffer.data(), n, rw_flags);
     done += n;
   }
 }
@@ -248,6 +251,7 @@ void BackingFile::write_batch(std::span<WriteRequest> writes) {
       p = bounces.back().data();
     }
     ops.push_back({AioOp::Kind::write, fd_, p, w.data.size(), w.offset});
+    ops.back().rw_flags = w.durable ? RWF_DSYNC : 0;
     op_write.push_back(k);
   }
   if (!ops.empty()) aio_submit_and_wait(ops);
@@ -266,7 +270,7 @@ void BackingFile::write_batch(std::span<WriteRequest> writes) {
     WriteRequest& w = writes[k];
     if (w.error || done[k] == w.data.size()) continue;
     try {
-      write(w.offset + done[k], w.data.subspan(done[k]));
+      write_flags(w.offset + done[k], w.data.subspan(done[k]), w.durable ? RWF_DSYNC : 0);
     } catch (const IoError& e) {
       w.error = e.err();
       w.message = e.what();

@@ -47,6 +47,9 @@ class BackingFile final : public BlockDevice {
   // One libaio batch (misaligned memory bounced into it); short transfers and misaligned
   // writes above 8 MiB are finished one by one.
   void write_batch(std::span<WriteRequest> writes) override;
+  // RWF_DSYNC on the O_DIRECT descriptor: a durable write is one FUA write (plus the
+  // metadata it needs), and its failure touches no page cache (see BlockDevice).
+  bool supports_durable_writes() const override { return direct_io_ && !readonly_; }
   // RWF_ATOMIC where statx reports it: power-of-two length within the reported unit
   // min/max, naturally aligned, on the O_DIRECT descriptor.
   bool supports_atomic_write(uint64_t offset, uint64_t length) const override;
@@ -64,7 +67,8 @@ class BackingFile final : public BlockDevice {
  private:
   void check_range(uint64_t offset, uint64_t length, const char* what) const;
   void refuse_if_readonly(const char* what) const;
-  void transfer(bool is_write, uint64_t offset, std::byte* buf, uint64_t length);
+  void transfer(bool is_write, uint64_t offset, std::byte* buf, uint64_t length, int rw_flags = 0);
+  void write_flags(uint64_t offset, std::span<const std::byte> src, int rw_flags);
   void write_zero_buffers(uint64_t offset, uint64_t length);
 
   std::string path_;

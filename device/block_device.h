@@ -36,6 +36,9 @@ struct WriteRequest {
   std::span<const std::byte> data;
   int error = 0;          // 0, or the errno the write failed with
   std::string message;    // why, when it failed
+  // Durable when it completes (RWF_DSYNC), with no sync(); only where the device says
+  // supports_durable_writes(). Says nothing of any other write.
+  bool durable = false;
 };
 
 struct ZeroOptions {
@@ -70,6 +73,10 @@ class BlockDevice {
     (void)src;
     throw_atomic_unsupported();
   }
+  // Whether write_batch honours WriteRequest::durable. A failed durable write fails
+  // that write only: it must not leave the device in a state where a later sync() could
+  // succeed without covering data an earlier one dropped (O_DIRECT: no page cache).
+  virtual bool supports_durable_writes() const { return false; }
   // Any byte range; reads back as zeroes afterwards.
   virtual void write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) = 0;
   // Makes every completed write durable (fdatasync).

@@ -26,6 +26,7 @@ class ForwardingDevice : public BlockDevice {
   void write_atomic(uint64_t offset, std::span<const std::byte> src) override {
     inner_.write_atomic(offset, src);
   }
+  bool supports_durable_writes() const override { return inner_.supports_durable_writes(); }
   void write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) override {
     inner_.write_zeroes(offset, length, options);
   }

@@ -166,6 +166,7 @@ CacheCounters Server::counters() {
   const AtomicWriter::Stats w = writer_->stats();
   c.device_syncs = w.device_syncs;
   c.shared_syncs = w.shared_syncs;
+  c.durable_writes = w.durable_writes;
   return c;
 }
 

@@ -24,7 +24,9 @@ namespace untorn::testing {
 struct Event {
   // sync_failed: an fdatasync that failed; every earlier event of its file not yet
   // durable is lost for good (the kernel may drop the pages and mark them clean).
-  enum class Kind { write, zero, atomic_write, sync, truncate, sync_failed } kind;
+  // settled: a durable write (RWF_DSYNC) completed: the event at index `offset` is durable
+  // from here on (before this marker a crash may drop or tear it like any write).
+  enum class Kind { write, zero, atomic_write, sync, truncate, sync_failed, settled } kind;
   int file;  // 0: device, 1: journal
   uint64_t offset = 0;
   uint64_t length = 0;
@@ -45,9 +47,16 @@ class CrashRecorder {
     std::lock_guard lk(mutex_);
     return log_.size();
   }
-  void append(Event e) {
+  // Returns the event's index.
+  size_t append(Event e) {
     std::lock_guard lk(mutex_);
     log_.push_back(std::move(e));
+    return log_.size() - 1;
+  }
+  // The durable write at `index` (of `file`) completed.
+  void append_settled(int file, size_t index) {
+    std::lock_guard lk(mutex_);
+    log_.push_back({Event::Kind::settled, file, index, 0, {}});
   }
 
  private:
@@ -59,7 +68,9 @@ class CrashRecorder {
 // each file's events up to its last sync before the cut (kept as durable images that
 // advance with the cut), plus every later event applied, dropped or torn (a random subset
 // of its pieces: `device_tear` bytes on the device, 512-byte sectors in the journal;
-// RWF_ATOMIC writes are never torn). Holds a reference to the recorder's log.
+// RWF_ATOMIC writes are never torn), except durable writes whose `settled` marker lies
+// before the cut: those are applied in every state, in log order. Holds a reference to
+// the recorder's log.
 class CrashStateBuilder {
  public:
   // The files start as `device` and `journal` (what they held when recording began).
@@ -80,20 +91,29 @@ class CrashStateBuilder {
         if (log_[j].file == f) lost_.insert(j);
     }
     scanned_ = std::max(scanned_, cut);
+    // Durable writes settled before the cut and not yet under their file's last sync: they
+    // are in every state, at their place in the log (so older pending writes never win).
+    std::set<size_t> settled;
+    for (size_t i = 0; i < cut; ++i)
+      if (log_[i].kind == Event::Kind::settled) settled.insert(log_[i].offset);
     size_t last_sync[2] = {applied_[0], applied_[1]};
     for (size_t i = 0; i < cut; ++i)
       if (log_[i].kind == Event::Kind::sync) last_sync[log_[i].file] = i + 1;
     for (int f = 0; f < 2; ++f) {
       for (size_t i = applied_[f]; i < last_sync[f]; ++i)
-        if (log_[i].file == f && !lost_.count(i)) apply(log_[i], Fate::applied, f == 0 ? device_ : journal_, nullptr);
+        if (log_[i].file == f && (!lost_.count(i) || settled.count(i)))
+          apply(log_[i], Fate::applied, f == 0 ? device_ : journal_, nullptr);
       applied_[f] = std::max(applied_[f], last_sync[f]);
     }
     pending_.clear();
+    settled_.clear();
     for (size_t i = 0; i < cut; ++i) {
       const Event& e = log_[i];
-      if (e.kind != Event::Kind::sync && e.kind != Event::Kind::sync_failed && i >= applied_[e.file] &&
-          !lost_.count(i))
-        pending_.push_back(i);
+      if (e.kind == Event::Kind::sync || e.kind == Event::Kind::sync_failed ||
+          e.kind == Event::Kind::settled || i < applied_[e.file])
+        continue;
+      if (settled.count(i)) settled_.push_back(i);
+      else if (!lost_.count(i)) pending_.push_back(i);
     }
     return pending_;
   }
@@ -102,16 +122,27 @@ class CrashStateBuilder {
                                                                   std::mt19937_64& rng) const {
     auto dev = device_;
     auto jnl = journal_;
+    size_t s = 0;
+    auto apply_settled_before = [&](size_t index) {
+      for (; s < settled_.size() && settled_[s] < index; ++s) {
+        const Event& e = log_[settled_[s]];
+        apply(e, Fate::applied, e.file == 0 ? dev : jnl, nullptr);
+      }
+    };
     for (size_t k = 0; k < pending_.size(); ++k) {
+      apply_settled_before(pending_[k]);
       const Event& e = log_[pending_[k]];
       apply(e, fates[k], e.file == 0 ? dev : jnl, &rng);
     }
+    apply_settled_before(SIZE_MAX);
     return {std::move(dev), std::move(jnl)};
   }
 
  private:
   void apply(const Event& e, Fate fate, std::vector<std::byte>& f, std::mt19937_64* rng) const {
-    if (fate == Fate::dropped || e.kind == Event::Kind::sync || e.kind == Event::Kind::sync_failed) return;
+    if (fate == Fate::dropped || e.kind == Event::Kind::sync || e.kind == Event::Kind::sync_failed ||
+        e.kind == Event::Kind::settled)
+      return;
     if (e.kind == Event::Kind::truncate) {
       f.resize(e.offset, std::byte{0});
       return;
@@ -134,6 +165,7 @@ class CrashStateBuilder {
   std::set<size_t> lost_;
   uint64_t tear_[2];
   std::vector<size_t> pending_;
+  std::vector<size_t> settled_;  // durable writes in no sync yet (see advance)
 };
 
 // A BlockDevice over a byte vector; io_align 512. With a recorder, logs what it does.
@@ -142,6 +174,27 @@ class MemoryDevice final : public BlockDevice {
   MemoryDevice(std::vector<std::byte> contents, CrashRecorder* recorder = nullptr,
                uint64_t atomic_unit_max = 0)
       : data_(std::move(contents)), recorder_(recorder), atomic_max_(atomic_unit_max) {}
+
+  // Durable writes (RWF_DSYNC): offered when `offer`; honoured (a settled marker after
+  // the write) unless `honour` is false, a device that lies (negative controls).
+  void set_durable_writes(bool offer, bool honour = true) {
+    offer_durable_ = offer;
+    honour_durable_ = honour;
+  }
+  bool supports_durable_writes() const override { return offer_durable_; }
+  void write_batch(std::span<WriteRequest> writes) override {
+    for (WriteRequest& w : writes) {
+      try {
+        check(w.offset, w.data.size());
+        std::memcpy(data_.data() + w.offset, w.data.data(), w.data.size());
+        const size_t index = record(Event::Kind::write, w.offset, w.data.size(), w.data);
+        if (w.durable && offer_durable_ && honour_durable_ && recorder_) recorder_->append_settled(0, index);
+      } catch (const IoError& e) {
+        w.error = e.err();
+        w.message = e.what();
+      }
+    }
+  }
 
   uint64_t size() const override { return data_.size(); }
   uint32_t io_align() const override { return 512; }
@@ -181,15 +234,17 @@ class MemoryDevice final : public BlockDevice {
     if (offset > data_.size() || length > data_.size() - offset || offset % 512 || length % 512)
       throw IoError(EINVAL, "memory device: bad range");
   }
-  void record(Event::Kind kind, uint64_t offset, uint64_t length, std::span<const std::byte> d) {
-    if (!recorder_) return;
-    recorder_->append({kind, 0, offset, length, {d.begin(), d.end()}});
+  size_t record(Event::Kind kind, uint64_t offset, uint64_t length, std::span<const std::byte> d) {
+    if (!recorder_) return 0;
+    return recorder_->append({kind, 0, offset, length, {d.begin(), d.end()}});
   }
 
   std::vector<std::byte> data_;
   CrashRecorder* recorder_;
   uint64_t atomic_max_;
   StorageInfo info_;
+  bool offer_durable_ = false;
+  bool honour_durable_ = true;
 };
 
 // A JournalFile over a byte vector. With a recorder, logs what it does.

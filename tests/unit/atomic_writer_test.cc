@@ -326,6 +326,64 @@ TEST(AtomicWriterTest, FailedSharedSyncFailsEverySharer) {
   EXPECT_EQ(gate.syncs, 2);
 }
 
+// FUA on a device with durable writes (RWF_DSYNC): each in-place FUA write is durable
+// when it completes, with no device fdatasync. Every crash state of a run of FUA writes
+// (beside plain ones, which may be lost) holds each FUA write that had returned. Returns
+// the number of states that lost one; `honour` false makes the device lie (claims durable
+// writes, keeps them volatile): the negative control, which must lose some.
+uint64_t states_losing_a_returned_fua_write(bool honour, uint64_t* states_out) {
+  testing::CrashRecorder recorder;
+  MemoryDevice device(std::vector<std::byte>(kSize), &recorder);
+  device.set_durable_writes(true, honour);
+  MemoryJournalFile journal_file({}, &recorder);
+  JournalWriter journal(journal_file, recover_journal(device, journal_file, kId).header);
+  AtomicWriter writer(device, &journal, options(4096));
+  std::vector<std::vector<std::byte>> fua_data;
+  std::vector<size_t> returned_at;
+  for (int i = 0; i < 24; ++i) {
+    std::vector<std::byte> plain(4096, std::byte(0x80 + i));
+    EXPECT_EQ(writer.write(uint64_t(2 * i + 1) * 4096, plain, true, /*fua=*/false), Method::in_place);
+    fua_data.emplace_back(4096, std::byte(i + 1));
+    EXPECT_EQ(writer.write(uint64_t(2 * i) * 4096, fua_data.back(), true, /*fua=*/true), Method::in_place);
+    returned_at.push_back(recorder.position());
+  }
+  EXPECT_EQ(writer.stats().device_syncs, 0u) << "a FUA write on a durable device ran an fdatasync";
+  EXPECT_EQ(writer.stats().durable_writes, 24u);
+  std::mt19937_64 rng(11);
+  uint64_t states = 0, lost = 0, plain_lost = 0;
+  testing::CrashStateBuilder builder(recorder, std::vector<std::byte>(kSize), {}, 512);
+  for (size_t cut = 1; cut <= recorder.log().size(); ++cut) {
+    const auto& pending = builder.advance(cut);
+    for (int sample = 0; sample < 40; ++sample) {
+      std::vector<testing::Fate> fates(pending.size());
+      for (auto& fate : fates) fate = static_cast<testing::Fate>(rng() % 3);
+      auto [dev, jnl] = builder.build(fates, rng);
+      ++states;
+      bool state_lost = false;
+      for (size_t i = 0; i < returned_at.size() && returned_at[i] <= cut; ++i) {
+        state_lost |= !std::equal(fua_data[i].begin(), fua_data[i].end(), dev.begin() + 2 * i * 4096);
+        plain_lost += dev[(2 * i + 1) * 4096] != std::byte(0x80 + i);
+      }
+      lost += state_lost;
+    }
+  }
+  EXPECT_GT(plain_lost, 0u) << "the crash model never dropped a plain write: it tests nothing";
+  *states_out = states;
+  return lost;
+}
+
+TEST(AtomicWriterTest, FuaWritesOnADurableDeviceSurviveEveryCrashWithoutAFdatasync) {
+  uint64_t states = 0;
+  EXPECT_EQ(states_losing_a_returned_fua_write(/*honour=*/true, &states), 0u);
+  uint64_t control_states = 0;
+  const uint64_t control_lost = states_losing_a_returned_fua_write(/*honour=*/false, &control_states);
+  EXPECT_GT(control_lost, 0u) << "negative control: a device that drops durable writes must lose some";
+  std::printf("[ crash    ] FUA by durable writes: %llu crash states, 0 lost; negative control "
+              "(device ignores RWF_DSYNC): %llu of %llu states lost a returned FUA write\n",
+              static_cast<unsigned long long>(states), static_cast<unsigned long long>(control_lost),
+              static_cast<unsigned long long>(control_states));
+}
+
 // "fsyncgate": a failed device fdatasync may have dropped the in-place copies of journaled
 // writes while the kernel marked them clean. A later sync that succeeds must not reset the
 // journal (today's code did: the records were gone and the data with them); the writer
