@@ -60,6 +60,8 @@ class BlockDevice {
   // Many independent writes on disjoint ranges, submitted together where the device can
   // (one libaio batch); each is like write(). Never throws for a failed write: its
   // WriteRequest says how it went. No order among them, and none is atomic with another.
+  // The default calls write() for each and ignores `durable`: a device that keeps it
+  // must offer supports_durable_writes() and override this.
   virtual void write_batch(std::span<WriteRequest> writes);
   // One write that the storage applies whole or not at all across a power loss
   // (pwritev2 RWF_ATOMIC). Only called when supports_atomic_write() says so.

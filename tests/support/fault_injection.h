@@ -102,8 +102,26 @@ class FaultyDevice final : public ForwardingDevice {
     plan_.check(Op::write);
     ForwardingDevice::write(offset, src);
   }
-  // One write() at a time, so each can fail on its own.
-  void write_batch(std::span<WriteRequest> writes) override { BlockDevice::write_batch(writes); }
+  // One write at a time, so each can fail on its own; each goes to the inner device as a
+  // batch of one, keeping its `durable` flag.
+  void write_batch(std::span<WriteRequest> writes) override {
+    for (WriteRequest& w : writes) {
+      try {
+        plan_.check(Op::write);
+      } catch (const IoError& e) {
+        w.error = e.err();
+        w.message = e.what();
+        continue;
+      }
+      ForwardingDevice::write_batch({&w, 1});
+    }
+  }
+  // Whether to pass on the inner device's durable writes (tests of the fdatasync path
+  // turn them off).
+  void offer_durable_writes(bool offer) { offer_durable_ = offer; }
+  bool supports_durable_writes() const override {
+    return offer_durable_ && ForwardingDevice::supports_durable_writes();
+  }
   void write_atomic(uint64_t offset, std::span<const std::byte> src) override {
     plan_.check(Op::atomic_write);
     ForwardingDevice::write_atomic(offset, src);
@@ -120,6 +138,7 @@ class FaultyDevice final : public ForwardingDevice {
  private:
   FaultPlan own_;
   FaultPlan& plan_;
+  bool offer_durable_ = true;
 };
 
 class FaultyJournalFile final : public JournalFile {

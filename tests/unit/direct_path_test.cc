@@ -215,10 +215,27 @@ TEST_F(DirectPathTest, IoErrorsReachTheCallerAndChangeNothing) {
 }
 
 TEST_F(DirectPathTest, FuaWriteSyncs) {
-  // FUA must reach the device as a sync: a failing sync fails the FUA write.
+  // Without durable device writes, FUA must reach the device as a sync: a failing sync
+  // fails the FUA write.
+  stack_.faulty->offer_durable_writes(false);
   stack_.faulty->fail_syncs(1, EIO);
   EXPECT_NO_THROW(path_->write(0, std::vector<std::byte>(4096), false)) << "no FUA: no sync";
   EXPECT_THROW(path_->write(0, std::vector<std::byte>(4096), true), IoError);
+}
+
+TEST_F(DirectPathTest, FuaWriteIsOneDurableWriteWhereTheDeviceHasThem) {
+  if (!stack_.faulty->supports_durable_writes())
+    GTEST_SKIP() << "SKIPPED LOUDLY: the backing file has no O_DIRECT here, so no durable writes";
+  // The FUA write is durable by itself (RWF_DSYNC): no fdatasync, so the armed sync
+  // failure is still there for the FLUSH that follows.
+  stack_.faulty->fail_syncs(1, EIO);
+  EXPECT_NO_THROW(path_->write(0, std::vector<std::byte>(4096), true));
+  EXPECT_EQ(stack_.writer->stats().durable_writes, 1u);
+  EXPECT_EQ(stack_.writer->stats().device_syncs, 0u);
+  // A failed durable write fails the FUA request.
+  stack_.faulty->fail_writes(1, EIO);
+  EXPECT_THROW(path_->write(8192, std::vector<std::byte>(4096), true), IoError);
+  EXPECT_THROW(path_->flush(), IoError) << "the FUA write should not have used the sync";
 }
 
 }  // namespace
