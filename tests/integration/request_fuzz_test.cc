@@ -166,11 +166,12 @@ TEST(RequestFuzzTest, MalformedAndHostileRequestsGetTheRightErrnoAndChangeNothin
     const uint32_t count32 = static_cast<uint32_t>(std::min<uint64_t>(count, UINT32_MAX));
     switch (c) {
       case Cmd::read:
-        buf.assign(count32, 0);
+        // Never an empty vector: libnbd declares the buffer non-null even for count 0.
+        buf.assign(std::max<uint32_t>(count32, 1), 0);
         rc = nbd_pread(h, buf.data(), count32, offset, flags);
         break;
       case Cmd::write:
-        buf.resize(count32);
+        buf.resize(std::max<uint32_t>(count32, 1));
         for (auto& b : buf) b = static_cast<char>(rng());
         rc = nbd_pwrite(h, buf.data(), count32, offset, flags);
         break;
