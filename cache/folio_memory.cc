@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <bit>
@@ -14,6 +15,7 @@ namespace {
 
 constexpr size_t kChunk = 2 << 20;
 constexpr size_t kSmallClasses = 4;  // 4K, 8K, 16K, 32K
+constexpr size_t kLargeClasses = 11; // 64K .. 64M: kept for reuse; larger are always unmapped
 
 std::byte* map(size_t size) {
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -27,6 +29,14 @@ struct SmallPool {
   std::vector<std::byte*> not_resident;  // never touched, or pages given back
 };
 
+// Freed large blocks (their own mappings), kept mapped for reuse: unmapping one costs a
+// TLB shootdown on every CPU and its replacement a page fault per 4 KiB on first touch
+// (together a third of the CPU of 64K random writes through a full cache, in a profile).
+struct LargePool {
+  std::mutex mutex;
+  std::vector<std::byte*> resident;
+};
+
 // Every folio is freed before static destruction (the plugin drops its Server at unload,
 // tests their caches at the end of each test). The chunks' address space is never
 // unmapped; only their pages go back.
@@ -35,10 +45,28 @@ std::array<SmallPool, kSmallClasses>& pools() {
   return p;
 }
 
-// Bytes on all pools' `resident` lists.
+std::array<LargePool, kLargeClasses>& large_pools();
+
+// Bytes on all pools' `resident` lists, small and large.
 std::atomic<size_t> resident_free{0};
 
+bool kept_large(size_t size) { return std::countr_zero(size) - 16 < static_cast<int>(kLargeClasses); }
+LargePool& large_pool(size_t size) { return large_pools()[static_cast<size_t>(std::countr_zero(size)) - 16]; }
+
 size_t class_of(size_t size) { return static_cast<size_t>(std::countr_zero(size)) - 12; }
+
+std::array<LargePool, kLargeClasses>& large_pools() {
+  static std::array<LargePool, kLargeClasses> p;
+  // Each list has room for as many blocks as the reserve can hold, so that freeing (in a
+  // deleter, which must not throw) never allocates.
+  static const bool reserved = [] {
+    for (size_t c = 0; c < kLargeClasses; ++c)
+      p[c].resident.reserve(std::max<size_t>(1, FolioMemory::kResidentReserve >> (c + 16)));
+    return true;
+  }();
+  (void)reserved;
+  return p;
+}
 
 }  // namespace
 
@@ -46,7 +74,19 @@ size_t FolioMemory::footprint(size_t size) { return size < kPage ? kPage : size;
 
 FolioMemory::Block FolioMemory::allocate(size_t size) {
   size = footprint(size);
-  if (size >= kMappedFrom) return Block(map(size), Free{size});
+  if (size >= kMappedFrom) {
+    if (kept_large(size)) {
+      LargePool& pool = large_pool(size);
+      std::lock_guard lk(pool.mutex);
+      if (!pool.resident.empty()) {
+        std::byte* p = pool.resident.back();
+        pool.resident.pop_back();
+        resident_free.fetch_sub(size, std::memory_order_relaxed);
+        return Block(p, Free{size});
+      }
+    }
+    return Block(map(size), Free{size});
+  }
   SmallPool& pool = pools()[class_of(size)];
   std::lock_guard lk(pool.mutex);
   if (!pool.resident.empty()) {
@@ -67,6 +107,15 @@ FolioMemory::Block FolioMemory::allocate(size_t size) {
 void FolioMemory::Free::operator()(std::byte* p) const {
   if (!p) return;
   if (size >= kMappedFrom) {
+    if (kept_large(size)) {
+      if (resident_free.fetch_add(size, std::memory_order_relaxed) + size <= kResidentReserve) {
+        LargePool& pool = large_pool(size);
+        std::lock_guard lk(pool.mutex);
+        pool.resident.push_back(p);  // within the capacity reserved up front: no allocation
+        return;
+      }
+      resident_free.fetch_sub(size, std::memory_order_relaxed);
+    }
     munmap(p, size);
     return;
   }
@@ -83,6 +132,30 @@ void FolioMemory::Free::operator()(std::byte* p) const {
   madvise(p, size, MADV_DONTNEED);
   std::lock_guard lk(pool.mutex);
   pool.not_resident.push_back(p);
+}
+
+void FolioMemory::trim() {
+  for (size_t c = 0; c < kSmallClasses; ++c) {
+    SmallPool& pool = pools()[c];
+    const size_t size = size_t{4096} << c;
+    std::lock_guard lk(pool.mutex);
+    for (std::byte* p : pool.resident) {
+      madvise(p, size, MADV_DONTNEED);
+      pool.not_resident.push_back(p);
+      resident_free.fetch_sub(size, std::memory_order_relaxed);
+    }
+    pool.resident.clear();
+  }
+  for (size_t c = 0; c < kLargeClasses; ++c) {
+    LargePool& pool = large_pools()[c];
+    const size_t size = size_t{65536} << c;
+    std::lock_guard lk(pool.mutex);
+    for (std::byte* p : pool.resident) {
+      munmap(p, size);
+      resident_free.fetch_sub(size, std::memory_order_relaxed);
+    }
+    pool.resident.clear();
+  }
 }
 
 }  // namespace untorn

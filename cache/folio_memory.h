@@ -1,8 +1,9 @@
 // cache/folio_memory.h — where folio data lives: page-aligned blocks that go back to the
 // system, or to a reuse list, when a folio is freed.
 //
-// Owns a process-wide pool. Blocks of 64 KiB and more are their own anonymous mappings
-// (munmap returns them at once). Smaller blocks (4K..32K, powers of two) are carved from
+// Owns a process-wide pool. Blocks of 64 KiB and more are their own anonymous mappings;
+// freed ones (up to 64 MiB each) stay mapped on a reuse list of their size while the
+// kResidentReserve allows, otherwise munmap returns them at once. Smaller blocks (4K..32K, powers of two) are carved from
 // 2 MiB mappings per size and kept on a free list of that size when freed: posix_memalign
 // would waste up to a page per block and fragment the heap, so that a cache of 4K folios
 // used twice its budget in resident memory. Freed small blocks stay resident only up to
@@ -30,9 +31,11 @@ class FolioMemory {
   static Block allocate(size_t size);
   // The memory a block of `size` really takes.
   static size_t footprint(size_t size);
+  // Returns every freed block kept resident to the system (tests start clean with it).
+  static void trim();
   static constexpr size_t kPage = 4096;
   static constexpr size_t kMappedFrom = 64 * 1024;
-  // Freed small blocks kept resident for reuse, in all sizes together, at most this much
+  // Freed blocks kept resident for reuse, in all sizes together, at most this much
   // (within the 32 MiB the memory budget allows beyond cache.size); pages of blocks freed
   // beyond it go back to the system.
   static constexpr size_t kResidentReserve = 16 << 20;

@@ -97,6 +97,37 @@ TEST(FolioMemoryTest, FreedSmallBlocksGoBackToTheSystemBeyondASmallReserve) {
   EXPECT_EQ(blocks.back().get()[4095], std::byte{0x5a});
 }
 
+// Large blocks (their own mappings) are kept mapped for reuse within the reserve: a cache
+// that evicts and refills 64K folios must not pay a munmap (TLB shootdown) and fresh page
+// faults per folio. Beyond the reserve they go back to the system.
+TEST(FolioMemoryTest, FreedLargeBlocksAreReusedWithinTheReserve) {
+  FolioMemory::trim();
+  std::byte* first;
+  {
+    FolioMemory::Block a = FolioMemory::allocate(65536);
+    std::memset(a.get(), 0x11, 65536);
+    first = a.get();
+  }
+  FolioMemory::Block again = FolioMemory::allocate(65536);
+  EXPECT_EQ(again.get(), first) << "a freed 64K block was not reused";
+  // Kept mapped, not unmapped and mapped afresh (which would read as zeroes).
+  EXPECT_EQ(again.get()[65535], std::byte{0x11}) << "the block came back as fresh memory";
+  std::memset(again.get(), 0x22, 65536);
+  again.reset();
+  constexpr size_t kBytes = 96 << 20;
+  std::vector<FolioMemory::Block> blocks;
+  for (size_t i = 0; i < kBytes / 65536; ++i) {
+    blocks.push_back(FolioMemory::allocate(65536));
+    std::memset(blocks.back().get(), 0x5a, 65536);
+  }
+  const uint64_t full = rss_anon_bytes();
+  blocks.clear();
+  const uint64_t after = rss_anon_bytes();
+  EXPECT_LE(after + (kBytes - FolioMemory::kResidentReserve - (8 << 20)), full)
+      << "resident before the free " << full / 1024 << " KiB, after " << after / 1024 << " KiB";
+  FolioMemory::trim();
+}
+
 TEST(FolioCacheTest, FolioSizeFollowsTheRequestAndNeverOverlaps) {
   CacheStats stats;
   FolioCache cache(64 << 20, 4096, 2 << 20, 64 << 20, stats);
