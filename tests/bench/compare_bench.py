@@ -197,8 +197,7 @@ def sections(quick):
         "untorn": [f"cache.size={big // 8}"],
         "untorn-atomic-off": [f"cache.size={big // 8}", "journal.mode=never", "test.unsafe_allow_journal_never=true"]}))
     out.append(Section("writethrough4k", "randwrite", "4k", 32, 1, ws,
-                       {"untorn": ["cache.mode=writethrough"],
-                        "untorn-threads32": ["cache.mode=writethrough", "--threads=32"]}, dsync_anchor=True))
+                       {"untorn": ["cache.mode=writethrough"]}, dsync_anchor=True))
     out.append(Section("uncached1m", "write", "1M", 8, 1, seq, {"untorn": ["cache.mode=uncached"]}))
     return out
 
@@ -220,7 +219,7 @@ def run_target(b, sec, target, runtime, ramp):
             fio_json(base + sec.warm + ["--output-format=json"])
         return figures(fio_json(base + sec.fio_job(runtime, ramp)), sec.direction) | {"peak_rss": 0, "rss_growth": 0}
     if target.startswith("untorn"):
-        variant = sec.untorn_variants[target]
+        variant = sec.untorn_variants[target]  # nbdkit options (--x) and untorn keys
         nbdkit_opts = [x for x in variant if x.startswith("--")]
         keys = [x for x in variant if not x.startswith("--")]
         srv = b.nbdkit(target, nbdkit_opts + ["-D", "untorn.stats=1", b.plugin, f"backing.path={image}"] + keys)
