@@ -103,6 +103,10 @@ void AtomicWriter::sync_device() {
     ++stats_.sync_waits;  // counted as the wait begins (tests wait for it)
   }
   while (syncs_finished_ < want && sync_running_) sync_done_.wait(lk);
+  // The sync we waited behind failed: it may have dropped our data, and the kernel
+  // reports that only once, so a fresh sync would succeed without covering it (test:
+  // AtomicWriterTest.WaitersBehindAFailingSyncFailToo).
+  throw_if_failed();
   if (syncs_finished_ >= want) {  // another caller ran a sync that started after we came
     lk.unlock();
     {
@@ -128,11 +132,7 @@ void AtomicWriter::sync_device() {
   } catch (...) {
     failure = "unexpected error during fdatasync";
   }
-  if (!failure.empty()) {
-    std::lock_guard fl(failure_mutex_);
-    if (!failed()) failure_ = failure;
-    failed_.store(true, std::memory_order_release);
-  }
+  if (!failure.empty()) fail_for_good(failure);
   lk.lock();
   sync_running_ = false;
   ++syncs_finished_;
@@ -148,6 +148,12 @@ void AtomicWriter::sync_device() {
                 "restart untorn to recover");
     throw IoError(failure_err, failure);
   }
+}
+
+void AtomicWriter::fail_for_good(const std::string& failure) {
+  std::lock_guard fl(failure_mutex_);
+  if (!failed()) failure_ = failure;
+  failed_.store(true, std::memory_order_release);
 }
 
 void AtomicWriter::count(Method m) {
@@ -268,6 +274,15 @@ void AtomicWriter::write_out(std::span<BatchWrite> writes, bool durable) {
       w.error = requests[r].error;
       w.message = requests[r].message;
     }
+    if (w.error == EIO && durable && w.method == Method::in_place) {
+      // A durable write syncs inside the kernel, which may have reported an earlier
+      // writeback error of the file to it alone (a later fdatasync would succeed):
+      // treat it as a failed sync (test: AtomicWriterTest.FailedDurableWriteFencesLikeAFailedSync).
+      fail_for_good(w.message);
+      log_warning("durable (RWF_DSYNC) write of the backing file failed: " + w.message +
+                  "; refusing every write and flush from now on, keeping the journal's records; "
+                  "restart untorn to recover");
+    }
     if (!w.error) count(w.method);
     if (!w.error && durable && w.method == Method::in_place) {
       std::lock_guard lk(stats_mutex_);
@@ -320,6 +335,7 @@ void AtomicWriter::checkpoint(bool for_flush) {
   // are no longer needed. A failed sync throws before the reset, and fails the writer so
   // that no later sync resets the journal either.
   sync_device();
+  throw_if_failed();  // never reset the journal once a sync has failed (fsyncgate)
   if (journal_->record_bytes() > 0) {
     journal_->reset();
     std::lock_guard rl(ranges_mutex_);

@@ -134,6 +134,8 @@ class AtomicWriter {
   // writer for good if it fails. Group commit: callers arriving while a sync runs share
   // the next one, which one of them runs; syncs never overlap (see the .cc).
   void sync_device();
+  // Fences the writer (see the top): every later write, zero and flush fails with EIO.
+  void fail_for_good(const std::string& failure);
 
   BlockDevice& device_;
   JournalWriter* journal_;

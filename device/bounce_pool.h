@@ -4,7 +4,8 @@
 // process. A fresh large buffer costs a page fault per 4 KiB on first touch (the profile of
 // uncached 1 MiB writes was dominated by them); a reused one is already mapped.
 // take() hands out a Lease (RAII) of at least the size asked; its destructor gives the
-// buffer back. Invariants: idle_bytes() <= kKeepBytes (a buffer that would pass it is
+// buffer back. Invariants: idle_bytes() <= kKeepBytes (8 MiB: eight 1 MiB requests in
+// flight reuse theirs; counted in the memory bound README's cache.size row states) (a buffer that would pass it is
 // freed instead); giving back never throws or allocates (every class's free list has its
 // room reserved up front); sizes above the largest class are allocated and freed per
 // lease, never kept. Thread-safe (one mutex, held only to pop or push a buffer).
@@ -23,7 +24,7 @@ namespace untorn {
 
 class BouncePool {
  public:
-  static constexpr size_t kKeepBytes = size_t{16} << 20;
+  static constexpr size_t kKeepBytes = size_t{8} << 20;
   static constexpr unsigned kMinClassBits = 12;  // 4 KiB
   static constexpr unsigned kMaxClassBits = 23;  // 8 MiB
   static constexpr unsigned kClasses = kMaxClassBits - kMinClassBits + 1;

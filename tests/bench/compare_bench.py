@@ -65,8 +65,9 @@ class Server:
 
     def __init__(self, name, argv, sock, log, ready_line):
         self.name, self.sock, self.log = name, sock, log
+        self.log_file = open(log, "w")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE if ready_line else subprocess.DEVNULL,
-                                     stderr=open(log, "w"), text=True)
+                                     stderr=self.log_file, text=True)
         if ready_line:  # untorn-listen prints the bound address once listening
             if not self.proc.stdout.readline():
                 self.proc.wait()
@@ -84,6 +85,9 @@ class Server:
                         raise RuntimeError(f"{name} did not start: {open(log).read()}")
                     time.sleep(0.05)  # readiness poll of a third-party server, not a test
         self.uri = f"nbd+unix:///disk?socket={sock}"
+        # Idle: after one client came and went (untorn-listen execs nbdkit, which loads
+        # the plugin, only once it is listening).
+        subprocess.run(["nbdinfo", "--size", self.uri], capture_output=True, check=False)
         self.idle_rss_kib = proc_kib(self.proc.pid, "VmRSS")
 
     def peak_rss_kib(self):
@@ -99,6 +103,7 @@ class Server:
             self.proc.wait()
         if self.proc.stdout:
             self.proc.stdout.close()
+        self.log_file.close()
 
 
 class Bench:

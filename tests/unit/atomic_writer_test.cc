@@ -259,11 +259,20 @@ bool wait_for_sync_waiters(const AtomicWriter& writer, uint64_t n) {
 }
 
 // Runs one FUA write (in place: it needs a device sync) that blocks in the first sync,
-// then `n` more FUA writes that arrive while it runs; returns each one's errno (0: ok).
+// then `n` more FUA writes that arrive while it runs; returns each one's errno (0: ok),
+// the first write's first.
 std::vector<int> fua_writes_behind_a_sync(AtomicWriter& writer, SyncGate& gate, int n,
                                           const std::function<void()>& before_release) {
   const std::vector<std::byte> block(4096, std::byte{3});
-  std::thread first([&] { writer.write(0, block, true, /*fua=*/true); });
+  int first_err = -1;
+  std::thread first([&] {
+    try {
+      writer.write(0, block, true, /*fua=*/true);
+      first_err = 0;
+    } catch (const IoError& e) {
+      first_err = e.err();
+    }
+  });
   gate.wait_first();
   std::vector<int> errs(n, -1);
   std::vector<std::thread> later;
@@ -282,6 +291,7 @@ std::vector<int> fua_writes_behind_a_sync(AtomicWriter& writer, SyncGate& gate, 
   first.join();
   for (std::thread& t : later) t.join();
   EXPECT_TRUE(all_waiting) << "the later FUA writes never waited behind the running sync";
+  errs.insert(errs.begin(), first_err);  // the first write's outcome first
   return errs;
 }
 
@@ -297,7 +307,7 @@ TEST(AtomicWriterTest, ConcurrentSyncsShareOneFdatasync) {
   JournalWriter journal(file, recover_journal(memory, file, kId).header);
   AtomicWriter writer(device, &journal, options(4096));
   const std::vector<int> errs = fua_writes_behind_a_sync(writer, gate, 3, [] {});
-  EXPECT_EQ(errs, std::vector<int>(3, 0));
+  EXPECT_EQ(errs, std::vector<int>(4, 0));
   std::lock_guard lk(gate.m);
   EXPECT_EQ(gate.syncs, 2) << "the three waiting FUA writes should share one fdatasync";
   const AtomicWriter::Stats st = writer.stats();
@@ -320,10 +330,73 @@ TEST(AtomicWriterTest, FailedSharedSyncFailsEverySharer) {
   // The first sync has already been judged (it succeeds); the next one fails.
   const std::vector<int> errs =
       fua_writes_behind_a_sync(writer, gate, 3, [&] { plan.fail_next({testing::Op::sync}, 1); });
-  EXPECT_EQ(errs, std::vector<int>(3, EIO));
+  EXPECT_EQ(errs, (std::vector<int>{0, EIO, EIO, EIO}));
   EXPECT_TRUE(writer.failed());
   std::lock_guard lk(gate.m);
   EXPECT_EQ(gate.syncs, 2);
+}
+
+// The running sync fails while FUA writes and a FLUSH wait behind it: none of them may
+// run a fresh sync and succeed (the kernel reports a writeback error once, so that sync
+// would succeed without covering what the failed one dropped).
+TEST(AtomicWriterTest, WaitersBehindAFailingSyncFailToo) {
+  MemoryDevice memory{std::vector<std::byte>(kSize)};
+  SyncGate gate;
+  testing::FaultPlan plan;
+  plan.observer = [&](testing::Op op, bool) { gate.observe(op); };
+  testing::FaultyDevice device(memory, &plan);
+  MemoryJournalFile file;
+  JournalWriter journal(file, recover_journal(memory, file, kId).header);
+  AtomicWriter writer(device, &journal, options(4096));
+  ASSERT_EQ(writer.write(65536, std::vector<std::byte>(65536, std::byte{9}), true, false), Method::journal);
+  const uint64_t records = journal.record_bytes();
+  plan.fail_next({testing::Op::sync}, 1);  // the first sync (blocked in the gate) fails
+  int flush_err = -1;
+  std::thread flusher;
+  const std::vector<int> errs = fua_writes_behind_a_sync(writer, gate, 3, [&] {
+    flusher = std::thread([&] {
+      try {
+        writer.flush();
+        flush_err = 0;
+      } catch (const IoError& e) {
+        flush_err = e.err();
+      }
+    });
+    EXPECT_TRUE(wait_for_sync_waiters(writer, 4)) << "the FLUSH never waited behind the sync";
+  });
+  flusher.join();
+  EXPECT_EQ(errs, std::vector<int>(4, EIO));
+  EXPECT_EQ(flush_err, EIO);
+  std::lock_guard lk(gate.m);
+  EXPECT_EQ(gate.syncs, 1) << "a waiter ran a fresh sync after the one it waited for failed";
+  EXPECT_EQ(journal.record_bytes(), records) << "the journal was reset after a failed sync";
+}
+
+// A durable write that fails with EIO may have carried the file's only report of an
+// earlier writeback error (the kernel syncs inside it): the writer fences itself as after
+// a failed fdatasync.
+TEST(AtomicWriterTest, FailedDurableWriteFencesLikeAFailedSync) {
+  MemoryDevice memory{std::vector<std::byte>(kSize)};
+  memory.set_durable_writes(true);
+  testing::FaultyDevice device(memory);
+  MemoryJournalFile file;
+  JournalWriter journal(file, recover_journal(memory, file, kId).header);
+  AtomicWriter writer(device, &journal, options(4096));
+  device.fail_writes(1, EIO);
+  EXPECT_THROW(writer.write(0, std::vector<std::byte>(4096, std::byte{1}), true, /*fua=*/true), IoError);
+  EXPECT_TRUE(writer.failed());
+  EXPECT_THROW(writer.flush(), IoError);
+  // A plain write failing (not durable) fails that request only, as before.
+  MemoryDevice memory2{std::vector<std::byte>(kSize)};
+  memory2.set_durable_writes(true);
+  testing::FaultyDevice device2(memory2);
+  MemoryJournalFile file2;
+  JournalWriter journal2(file2, recover_journal(memory2, file2, kId).header);
+  AtomicWriter writer2(device2, &journal2, options(4096));
+  device2.fail_writes(1, EIO);
+  EXPECT_THROW(writer2.write(0, std::vector<std::byte>(4096, std::byte{1}), true, /*fua=*/false), IoError);
+  EXPECT_FALSE(writer2.failed());
+  EXPECT_NO_THROW(writer2.flush());
 }
 
 // FUA on a device with durable writes (RWF_DSYNC): each in-place FUA write is durable
