@@ -52,6 +52,14 @@ std::atomic<size_t> resident_free{0};
 
 bool kept_large(size_t size) { return std::countr_zero(size) - 16 < static_cast<int>(kLargeClasses); }
 LargePool& large_pool(size_t size) { return large_pools()[static_cast<size_t>(std::countr_zero(size)) - 16]; }
+// Pops a freed block of `size` kept resident from `list` (its pool's mutex held), or null.
+std::byte* take_resident(std::vector<std::byte*>& list, size_t size) {
+  if (list.empty()) return nullptr;
+  std::byte* p = list.back();
+  list.pop_back();
+  resident_free.fetch_sub(size, std::memory_order_relaxed);
+  return p;
+}
 
 size_t class_of(size_t size) { return static_cast<size_t>(std::countr_zero(size)) - 12; }
 
@@ -78,23 +86,13 @@ FolioMemory::Block FolioMemory::allocate(size_t size) {
     if (kept_large(size)) {
       LargePool& pool = large_pool(size);
       std::lock_guard lk(pool.mutex);
-      if (!pool.resident.empty()) {
-        std::byte* p = pool.resident.back();
-        pool.resident.pop_back();
-        resident_free.fetch_sub(size, std::memory_order_relaxed);
-        return Block(p, Free{size});
-      }
+      if (std::byte* p = take_resident(pool.resident, size)) return Block(p, Free{size});
     }
     return Block(map(size), Free{size});
   }
   SmallPool& pool = pools()[class_of(size)];
   std::lock_guard lk(pool.mutex);
-  if (!pool.resident.empty()) {
-    std::byte* p = pool.resident.back();
-    pool.resident.pop_back();
-    resident_free.fetch_sub(size, std::memory_order_relaxed);
-    return Block(p, Free{size});
-  }
+  if (std::byte* p = take_resident(pool.resident, size)) return Block(p, Free{size});
   if (pool.not_resident.empty()) {
     std::byte* chunk = map(kChunk);
     for (size_t at = kChunk; at > 0; at -= size) pool.not_resident.push_back(chunk + at - size);

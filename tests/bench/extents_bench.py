@@ -15,13 +15,13 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from bench_server import Server
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(REPO, "build")
@@ -47,40 +47,6 @@ def make_image(path, size, extents):
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-class Server:
-    """One server on a unix socket; stop() kills and reaps it."""
-
-    def __init__(self, name, argv, sock, log, ready_line):
-        self.name, self.sock, self.log = name, sock, log
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE if ready_line else subprocess.DEVNULL,
-                                     stderr=open(log, "w"), text=True)
-        if ready_line:  # untorn-listen prints the bound addresses once listening
-            if not self.proc.stdout.readline():
-                raise RuntimeError(f"{name} did not start: {open(log).read()}")
-        else:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with socket.socket(socket.AF_UNIX) as s:
-                        s.connect(sock)
-                    break
-                except OSError:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"{name} did not start: {open(log).read()}")
-                    time.sleep(0.05)  # readiness poll of a third-party server, not a test
-        self.uri = f"nbd+unix:///disk?socket={sock}"
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
 
 
 def start(target, image, work, extra=()):

@@ -295,17 +295,24 @@ std::vector<int> fua_writes_behind_a_sync(AtomicWriter& writer, SyncGate& gate, 
   return errs;
 }
 
-// Group commit: FUA writes arriving while a device fdatasync runs cannot use it (it may
-// have begun before they completed) but share the next one: n+1 requests, 2 fdatasyncs.
-TEST(AtomicWriterTest, ConcurrentSyncsShareOneFdatasync) {
+// A writer over a device whose first fdatasync blocks in a SyncGate until released.
+struct GatedWriter {
+  GatedWriter() { plan.observer = [this](testing::Op op, bool) { gate.observe(op); }; }
   MemoryDevice memory{std::vector<std::byte>(kSize)};
   SyncGate gate;
   testing::FaultPlan plan;
-  plan.observer = [&](testing::Op op, bool) { gate.observe(op); };
-  testing::FaultyDevice device(memory, &plan);
+  testing::FaultyDevice device{memory, &plan};
   MemoryJournalFile file;
-  JournalWriter journal(file, recover_journal(memory, file, kId).header);
-  AtomicWriter writer(device, &journal, options(4096));
+  JournalWriter journal{file, recover_journal(memory, file, kId).header};
+  AtomicWriter writer{device, &journal, options(4096)};
+};
+
+// Group commit: FUA writes arriving while a device fdatasync runs cannot use it (it may
+// have begun before they completed) but share the next one: n+1 requests, 2 fdatasyncs.
+TEST(AtomicWriterTest, ConcurrentSyncsShareOneFdatasync) {
+  GatedWriter g;
+  SyncGate& gate = g.gate;
+  AtomicWriter& writer = g.writer;
   const std::vector<int> errs = fua_writes_behind_a_sync(writer, gate, 3, [] {});
   EXPECT_EQ(errs, std::vector<int>(4, 0));
   std::lock_guard lk(gate.m);
@@ -319,14 +326,10 @@ TEST(AtomicWriterTest, ConcurrentSyncsShareOneFdatasync) {
 // A shared fdatasync that fails fails every request that shared it, not only the one
 // that ran it (otherwise a FUA write would be acknowledged on a failed sync).
 TEST(AtomicWriterTest, FailedSharedSyncFailsEverySharer) {
-  MemoryDevice memory{std::vector<std::byte>(kSize)};
-  SyncGate gate;
-  testing::FaultPlan plan;
-  plan.observer = [&](testing::Op op, bool) { gate.observe(op); };
-  testing::FaultyDevice device(memory, &plan);
-  MemoryJournalFile file;
-  JournalWriter journal(file, recover_journal(memory, file, kId).header);
-  AtomicWriter writer(device, &journal, options(4096));
+  GatedWriter g;
+  SyncGate& gate = g.gate;
+  testing::FaultPlan& plan = g.plan;
+  AtomicWriter& writer = g.writer;
   // The first sync has already been judged (it succeeds); the next one fails.
   const std::vector<int> errs =
       fua_writes_behind_a_sync(writer, gate, 3, [&] { plan.fail_next({testing::Op::sync}, 1); });
@@ -340,14 +343,11 @@ TEST(AtomicWriterTest, FailedSharedSyncFailsEverySharer) {
 // run a fresh sync and succeed (the kernel reports a writeback error once, so that sync
 // would succeed without covering what the failed one dropped).
 TEST(AtomicWriterTest, WaitersBehindAFailingSyncFailToo) {
-  MemoryDevice memory{std::vector<std::byte>(kSize)};
-  SyncGate gate;
-  testing::FaultPlan plan;
-  plan.observer = [&](testing::Op op, bool) { gate.observe(op); };
-  testing::FaultyDevice device(memory, &plan);
-  MemoryJournalFile file;
-  JournalWriter journal(file, recover_journal(memory, file, kId).header);
-  AtomicWriter writer(device, &journal, options(4096));
+  GatedWriter g;
+  SyncGate& gate = g.gate;
+  testing::FaultPlan& plan = g.plan;
+  JournalWriter& journal = g.journal;
+  AtomicWriter& writer = g.writer;
   ASSERT_EQ(writer.write(65536, std::vector<std::byte>(65536, std::byte{9}), true, false), Method::journal);
   const uint64_t records = journal.record_bytes();
   plan.fail_next({testing::Op::sync}, 1);  // the first sync (blocked in the gate) fails

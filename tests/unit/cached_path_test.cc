@@ -77,20 +77,27 @@ uint64_t rss_anon_bytes() {
   return 0;
 }
 
-TEST(FolioMemoryTest, FreedSmallBlocksGoBackToTheSystemBeyondASmallReserve) {
-  // A cache full of 4K folios that a workload of large folios replaces must not keep the
-  // 4K blocks resident as well: the budget would be paid twice.
-  constexpr size_t kBytes = 128 << 20;
+// Allocates `total` bytes in blocks of `block`, touches them, frees them all: resident
+// memory must drop by all of it but the reserve kept for reuse (and 8 MiB of slack).
+void expect_freed_blocks_go_back(size_t block, size_t total) {
   std::vector<FolioMemory::Block> blocks;
-  for (size_t i = 0; i < kBytes / 4096; ++i) {
-    blocks.push_back(FolioMemory::allocate(4096));
-    std::memset(blocks.back().get(), 0x5a, 4096);
+  for (size_t i = 0; i < total / block; ++i) {
+    blocks.push_back(FolioMemory::allocate(block));
+    std::memset(blocks.back().get(), 0x5a, block);
   }
   const uint64_t full = rss_anon_bytes();
   blocks.clear();
   const uint64_t after = rss_anon_bytes();
-  EXPECT_LE(after + (kBytes - FolioMemory::kResidentReserve - (8 << 20)), full)
-      << "resident before the free " << full / 1024 << " KiB, after " << after / 1024 << " KiB";
+  EXPECT_LE(after + (total - FolioMemory::kResidentReserve - (8 << 20)), full)
+      << block << "-byte blocks: resident before the free " << full / 1024 << " KiB, after "
+      << after / 1024 << " KiB";
+}
+
+TEST(FolioMemoryTest, FreedSmallBlocksGoBackToTheSystemBeyondASmallReserve) {
+  // A cache full of 4K folios that a workload of large folios replaces must not keep the
+  // 4K blocks resident as well: the budget would be paid twice.
+  expect_freed_blocks_go_back(4096, 128 << 20);
+  std::vector<FolioMemory::Block> blocks;
   // The blocks are handed out again, usable as before.
   blocks.push_back(FolioMemory::allocate(4096));
   std::memset(blocks.back().get(), 0x5a, 4096);
@@ -114,17 +121,7 @@ TEST(FolioMemoryTest, FreedLargeBlocksAreReusedWithinTheReserve) {
   EXPECT_EQ(again.get()[65535], std::byte{0x11}) << "the block came back as fresh memory";
   std::memset(again.get(), 0x22, 65536);
   again.reset();
-  constexpr size_t kBytes = 96 << 20;
-  std::vector<FolioMemory::Block> blocks;
-  for (size_t i = 0; i < kBytes / 65536; ++i) {
-    blocks.push_back(FolioMemory::allocate(65536));
-    std::memset(blocks.back().get(), 0x5a, 65536);
-  }
-  const uint64_t full = rss_anon_bytes();
-  blocks.clear();
-  const uint64_t after = rss_anon_bytes();
-  EXPECT_LE(after + (kBytes - FolioMemory::kResidentReserve - (8 << 20)), full)
-      << "resident before the free " << full / 1024 << " KiB, after " << after / 1024 << " KiB";
+  expect_freed_blocks_go_back(65536, 96 << 20);
   FolioMemory::trim();
 }
 
