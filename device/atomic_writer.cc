@@ -98,11 +98,13 @@ void AtomicWriter::sync_device() {
   std::unique_lock lk(sync_mutex_);
   throw_if_failed();
   const uint64_t want = syncs_started_ + 1;
-  if (syncs_finished_ < want && sync_running_) {
+  // A sync runs while started != finished.
+  auto waiting = [&] { return syncs_finished_ < want && syncs_started_ != syncs_finished_; };
+  if (waiting()) {
     std::lock_guard sl(stats_mutex_);
     ++stats_.sync_waits;  // counted as the wait begins (tests wait for it)
   }
-  while (syncs_finished_ < want && sync_running_) sync_done_.wait(lk);
+  while (waiting()) sync_done_.wait(lk);
   // The sync we waited behind failed: it may have dropped our data, and the kernel
   // reports that only once, so a fresh sync would succeed without covering it (test:
   // AtomicWriterTest.WaitersBehindAFailingSyncFailToo).
@@ -113,11 +115,9 @@ void AtomicWriter::sync_device() {
       std::lock_guard sl(stats_mutex_);
       ++stats_.shared_syncs;
     }
-    throw_if_failed();
-    return;
+    return;  // it succeeded: a failure is set before its generation is marked finished
   }
   // No sync running and ours not run: started == finished == want - 1. Run it.
-  sync_running_ = true;
   ++syncs_started_;
   lk.unlock();
   std::string failure;
@@ -132,9 +132,8 @@ void AtomicWriter::sync_device() {
   } catch (...) {
     failure = "unexpected error during fdatasync";
   }
-  if (!failure.empty()) fail_for_good(failure);
+  if (!failure.empty()) fail_for_good("backing file fdatasync", failure);
   lk.lock();
-  sync_running_ = false;
   ++syncs_finished_;
   sync_done_.notify_all();
   lk.unlock();
@@ -142,22 +141,23 @@ void AtomicWriter::sync_device() {
     std::lock_guard sl(stats_mutex_);
     ++stats_.device_syncs;
   }
-  if (!failure.empty()) {
-    log_warning("backing file fdatasync failed: " + failure +
-                "; refusing every write and flush from now on, keeping the journal's records; "
-                "restart untorn to recover");
-    throw IoError(failure_err, failure);
+  if (!failure.empty()) throw IoError(failure_err, failure);
+}
+
+void AtomicWriter::fail_for_good(const char* what, const std::string& failure) {
+  {
+    std::lock_guard fl(failure_mutex_);
+    if (!failed()) failure_ = failure;
+    failed_.store(true, std::memory_order_release);
   }
+  log_warning(std::string(what) + " failed: " + failure +
+              "; refusing every write and flush from now on, keeping the journal's records; "
+              "restart untorn to recover");
 }
 
-void AtomicWriter::fail_for_good(const std::string& failure) {
-  std::lock_guard fl(failure_mutex_);
-  if (!failed()) failure_ = failure;
-  failed_.store(true, std::memory_order_release);
-}
-
-void AtomicWriter::count(Method m) {
+void AtomicWriter::count(Method m, bool durable) {
   std::lock_guard lk(stats_mutex_);
+  stats_.durable_writes += durable;
   switch (m) {
     case Method::in_place: ++stats_.in_place; break;
     case Method::rwf_atomic: ++stats_.rwf_atomic; break;
@@ -178,14 +178,14 @@ AtomicWriter::Method AtomicWriter::write(uint64_t offset, std::span<const std::b
 }
 
 void AtomicWriter::add_in_place(std::vector<WriteRequest>& out, uint64_t offset,
-                                std::span<const std::byte> data) const {
+                                std::span<const std::byte> data, bool durable) const {
   const size_t piece = options_.unsafe_split_writes;
   if (piece == 0 || data.size() <= piece) {
-    out.push_back({offset, data, 0, {}});
+    out.push_back({offset, data, 0, {}, durable});
     return;
   }
   for (size_t done = 0; done < data.size(); done += piece)
-    out.push_back({offset + done, data.subspan(done, std::min(piece, data.size() - done)), 0, {}});
+    out.push_back({offset + done, data.subspan(done, std::min(piece, data.size() - done)), 0, {}, durable});
 }
 
 void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {
@@ -247,9 +247,7 @@ void AtomicWriter::write_out(std::span<BatchWrite> writes, bool durable) {
   for (BatchWrite& w : writes) {
     first_request.push_back(requests.size());
     if (w.error || w.method == Method::rwf_atomic) continue;
-    add_in_place(requests, w.offset, w.data);
-    if (durable && w.method == Method::in_place)
-      for (size_t r = first_request.back(); r < requests.size(); ++r) requests[r].durable = true;
+    add_in_place(requests, w.offset, w.data, durable && w.method == Method::in_place);
   }
   first_request.push_back(requests.size());
   if (options_.unsafe_split_writes) {
@@ -278,16 +276,9 @@ void AtomicWriter::write_out(std::span<BatchWrite> writes, bool durable) {
       // A durable write syncs inside the kernel, which may have reported an earlier
       // writeback error of the file to it alone (a later fdatasync would succeed):
       // treat it as a failed sync (test: AtomicWriterTest.FailedDurableWriteFencesLikeAFailedSync).
-      fail_for_good(w.message);
-      log_warning("durable (RWF_DSYNC) write of the backing file failed: " + w.message +
-                  "; refusing every write and flush from now on, keeping the journal's records; "
-                  "restart untorn to recover");
+      fail_for_good("durable (RWF_DSYNC) write of the backing file", w.message);
     }
-    if (!w.error) count(w.method);
-    if (!w.error && durable && w.method == Method::in_place) {
-      std::lock_guard lk(stats_mutex_);
-      ++stats_.durable_writes;
-    }
+    if (!w.error) count(w.method, durable && w.method == Method::in_place);
   }
 }
 
@@ -304,7 +295,7 @@ AtomicWriter::Method AtomicWriter::zero(uint64_t offset, uint64_t length, ZeroOp
     journaled_zero(offset, length, zero_options);
   else
     device_.write_zeroes(offset, length, zero_options);
-  count(m);
+  count(m, false);
   if (fua && m != Method::journal) sync_device();
   return m;
 }

@@ -109,9 +109,10 @@ class AtomicWriter {
   // The device part of write_batch for writes without an error: in place (one device
   // batch) or RWF_ATOMIC; records each write's outcome.
   void write_out(std::span<BatchWrite> writes, bool durable);
-  // Appends the device writes for `data` at `offset` to `out` (split when a test asks).
+  // Appends the device writes for `data` at `offset` to `out` (split when a test asks),
+  // each `durable` as asked.
   void add_in_place(std::vector<WriteRequest>& out, uint64_t offset,
-                    std::span<const std::byte> data) const;
+                    std::span<const std::byte> data, bool durable) const;
   // While one lives, journaled writes are in flight and a checkpoint waits for them.
   class JournalGate {
    public:
@@ -129,13 +130,15 @@ class AtomicWriter {
   // writes completed) is waited for and then one more is run (D1; test:
   // AtomicWriterTest.FlushDuringCheckpointSyncsAgain).
   void checkpoint(bool for_flush);
-  void count(Method m);
+  // Counts one completed write of method m (`durable`: made durable by the device).
+  void count(Method m, bool durable);
   // Makes everything completed before the call durable: device_.sync(), failing the
   // writer for good if it fails. Group commit: callers arriving while a sync runs share
   // the next one, which one of them runs; syncs never overlap (see the .cc).
   void sync_device();
-  // Fences the writer (see the top): every later write, zero and flush fails with EIO.
-  void fail_for_good(const std::string& failure);
+  // Fences the writer (see the top) and logs that `what` failed: every later write, zero
+  // and flush fails with EIO naming the first `failure`.
+  void fail_for_good(const char* what, const std::string& failure);
 
   BlockDevice& device_;
   JournalWriter* journal_;
@@ -153,12 +156,11 @@ class AtomicWriter {
   Stats stats_;
 
   // Device syncs, one at a time (see sync_device). Generation n is the n-th sync started;
-  // a caller needs one that started after it arrived.
+  // a caller needs one that started after it arrived. One runs while started != finished.
   std::mutex sync_mutex_;
   std::condition_variable sync_done_;
   uint64_t syncs_started_ = 0;
   uint64_t syncs_finished_ = 0;
-  bool sync_running_ = false;
   std::atomic<bool> failed_{false};
   mutable std::mutex failure_mutex_;
   std::string failure_;  // the first failed sync's message
