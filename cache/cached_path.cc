@@ -400,8 +400,9 @@ bool CachedPath::write_locked(uint64_t offset, uint64_t length, const std::byte*
   writeback_.wait_idle(b0, b1);
   const bool atomic = atomic_eligible(offset, length, logical_block_size_, atomic_write_unit_max_);
   if (mode_ == CacheMode::uncached && src && offset == b0 && offset + length == b1 &&
-      cache_.overlapping(b0, b1 - b0).empty()) {
-    // Uncached, whole blocks, nothing cached there: no folio to fill and drop again, and
+      !cache_.find(b0, false) && cache_.next_folio(b0, b1) == b1) {
+    // Uncached, whole blocks, no folio holding b0 nor starting in (b0, b1) (asked without
+    // building the list of overlapping folios): no folio to fill and drop again, and
     // no group to settle (a group sticking out would need a folio in the range). The
     // request goes straight to the writer as one write, crash-atomic when eligible.
     writer_.write(offset, {src, length}, atomic, fua);
