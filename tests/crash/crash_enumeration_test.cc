@@ -52,6 +52,7 @@ struct Scenario {
   bool bypass_journal;
   uint64_t cache_size = 0;  // 0: DirectPath; else the folio cache of this size
   CacheMode cache_mode = CacheMode::writeback;
+  bool durable_writes = false;  // the device offers durable (RWF_DSYNC) writes
 };
 
 struct Op {
@@ -67,6 +68,7 @@ struct Recording {
   CrashRecorder recorder;
   std::vector<Op> ops;  // ops[i] has id i + 1
   AtomicWriter::Stats stats;
+  uint64_t direct_writes = 0;  // uncached writes that skipped the folios
 };
 
 journal::Identity identity_for(const Scenario& s) { return {s.device_size, 1, 1, s.L}; }
@@ -75,6 +77,7 @@ Recording record_workload(const Scenario& s, uint64_t seed) {
   Recording rec;
   std::mt19937_64 rng(seed);
   MemoryDevice device(std::vector<std::byte>(s.device_size), &rec.recorder, s.rwf_atomic_max);
+  device.set_durable_writes(s.durable_writes);
   MemoryJournalFile journal_file({}, &rec.recorder);
   auto recovered = recover_journal(device, journal_file, identity_for(s));
   JournalWriter journal(journal_file, recovered.header);
@@ -155,6 +158,7 @@ Recording record_workload(const Scenario& s, uint64_t seed) {
     rec.ops.push_back(op);
   }
   rec.stats = writer.stats();
+  if (auto* cached = dynamic_cast<CachedPath*>(path_owner.get())) rec.direct_writes = cached->counters().direct_writes;
   return rec;
 }
 
@@ -273,6 +277,7 @@ struct EnumerationResult {
   uint64_t states = 0;
   Violations violations;
   AtomicWriter::Stats stats;
+  uint64_t direct_writes = 0;
 };
 
 // Enumerates crash states of one recorded workload; stops early at `stop_after` violations.
@@ -281,6 +286,7 @@ EnumerationResult enumerate(const Scenario& s, uint64_t seed, uint64_t target_st
   EnumerationResult result;
   Recording rec = record_workload(s, seed);
   result.stats = rec.stats;
+  result.direct_writes = rec.direct_writes;
   const auto& log = rec.recorder.log();
   Checker checker(s, rec.ops);
   std::mt19937_64 rng(seed * 7 + 1);
@@ -357,6 +363,12 @@ TEST_P(CrashEnumerationTest, EveryCrashStateRecoversWhole) {
   EXPECT_GE(r.states, target_states());
   EXPECT_GT(r.stats.journaled, 0u) << "the workload must exercise the journal";
   EXPECT_GT(r.stats.checkpoints, 0u) << "the workload must exercise checkpoints";
+  if (s.durable_writes) {
+    EXPECT_GT(r.stats.durable_writes, 0u) << "the workload must make writes durable by RWF_DSYNC";
+  }
+  if (s.cache_size && s.cache_mode == CacheMode::uncached) {
+    EXPECT_GT(r.direct_writes, 0u) << "the workload must send uncached writes straight to the device";
+  }
 }
 
 // A crash during recovery is recovered by the next open: recovery is recorded like the
@@ -440,7 +452,11 @@ INSTANTIATE_TEST_SUITE_P(
         Scenario{"uncached_L4K_A64K_native4K", 4096, 65536, 4096, 0, 512 * 1024, 260, false,
                  256 * 1024, CacheMode::uncached},
         Scenario{"uncached_L4K_A64K_rwf16K", 4096, 65536, 4096, 16384, 512 * 1024, 260, false,
-                 256 * 1024, CacheMode::uncached}),
+                 256 * 1024, CacheMode::uncached},
+        // Writethrough on storage with durable writes: its replies rest on RWF_DSYNC
+        // writes instead of a device fdatasync (D3; D2 for FUA the same way).
+        Scenario{"writethrough_dsync_L4K_A64K_native4K", 4096, 65536, 4096, 0, 512 * 1024, 260, false,
+                 256 * 1024, CacheMode::writethrough, true}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Negative control: the same workload and checker with the journal bypassed must find torn
