@@ -310,4 +310,25 @@ TEST(ConfigLoaderTest, FuzzFindingComplexKeysAreRefusedWithTheirLine) {
   EXPECT_THAT(error_of(found), HasSubstr("line"));
 }
 
+// 2: backing.path "//" (a directory) loaded, and its derived journal path "//.journal"
+// printed back normalised to "/.journal", another path (the round trip failed). A path
+// naming a directory is refused for every file key.
+TEST(ConfigLoaderTest, FuzzFindingDirectoryPathsAreRefused) {
+  for (const char* dir : {"//", "/data/", "/data/.", "/data/..", "."}) {
+    SCOPED_TRACE(dir);
+    EXPECT_THAT(error_of(std::string("backing:\n path: ") + dir + "\n"),
+                HasSubstr("disk.yaml line 2: backing.path: expected a file path, not a directory, got '" +
+                          std::string(dir) + "'"));
+    EXPECT_THAT(error_of(kBacking, {{"journal.path", dir}}),
+                HasSubstr("journal.path: expected a file path, not a directory"));
+    EXPECT_THAT(error_of(kBacking, {{"stats.file", dir}}),
+                HasSubstr("stats.file: expected a file path, not a directory"));
+  }
+  // The fuzzer's own input, as it found it.
+  EXPECT_THAT(error_of("backing:\n path: //\n"), HasSubstr("not a directory"));
+  // Paths that only look odd still name files, normalised.
+  EXPECT_EQ(load_yaml("backing:\n path: //data//disk.img\n").backing.path, "/data/disk.img");
+  EXPECT_EQ(load_yaml("backing:\n path: //data//disk.img\n").journal.path, "/data/disk.img.journal");
+}
+
 }  // namespace untorn::conf
