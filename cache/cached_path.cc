@@ -309,19 +309,30 @@ bool CachedPath::crosses(uint64_t boundary) {
   return f->test(Folio::joined, i) && (f->test(Folio::dirty, i) || f->test(Folio::writeback, i));
 }
 
-bool CachedPath::settle_edges(uint64_t b0, uint64_t b1, uint64_t* lock_lo, uint64_t* lock_hi) {
-  const bool at_start = crosses(b0), at_end = crosses(b1);
-  if (!at_start && !at_end) return true;
-  const uint64_t lo = widen_lo(b0), hi = widen_hi(b1);
-  if (*lock_lo > lo || *lock_hi < hi) {
-    *lock_lo = std::min(*lock_lo, lo);
-    *lock_hi = std::max(*lock_hi, hi);
-    return false;
-  }
+CachedPath::Crossing CachedPath::crossing(uint64_t b0, uint64_t b1) {
+  return {crosses(b0), crosses(b1)};
+}
+
+void CachedPath::settle_edges(uint64_t b0, uint64_t b1, Crossing c) {
   // A group crossing b0 holds the block before it; one crossing b1 the block before b1.
-  if (at_start) writeback_.write_range(b0 - block_, b0, false);
-  if (at_end) writeback_.write_range(b1 - block_, b1, false);
-  return true;
+  if (c.start) writeback_.write_range(b0 - block_, b0, false);
+  if (c.end) writeback_.write_range(b1 - block_, b1, false);
+}
+
+RangeLock::Guard CachedPath::lock_for_write(uint64_t b0, uint64_t b1) {
+  // Whether a group sticks out is known only under the lock: the block range is locked
+  // first, and again wider (at most once more) when one does.
+  for (bool wide = false;; wide = true) {
+    const uint64_t lo = wide ? widen_lo(b0) : b0, hi = wide ? widen_hi(b1) : b1;
+    auto guard = locks_.lock(lo, hi - lo, RangeLock::Mode::exclusive);
+    // Older writeback of these blocks lands first and their bytes stay put while it runs.
+    writeback_.wait_idle(b0, b1);
+    const Crossing c = crossing(b0, b1);
+    if (!c.any()) return guard;
+    if (!wide) continue;
+    settle_edges(b0, b1, c);
+    return guard;
+  }
 }
 
 std::vector<FolioCache::Ref> CachedPath::copy_in(uint64_t offset, uint64_t length,
@@ -393,25 +404,30 @@ void CachedPath::invalidate(uint64_t b0, uint64_t b1) {
   writeback_.add_dirty(-dropped * static_cast<int64_t>(block_));
 }
 
-bool CachedPath::write_locked(uint64_t offset, uint64_t length, const std::byte* src, bool fua,
-                              uint64_t* lock_lo, uint64_t* lock_hi) {
+bool CachedPath::write_direct(uint64_t offset, uint64_t length, const std::byte* src, bool fua,
+                              bool atomic) {
   const uint64_t b0 = align_down(offset), b1 = align_up(offset + length);
-  // Older writeback of these blocks lands first and their bytes stay put while it runs.
-  writeback_.wait_idle(b0, b1);
+  if (mode_ != CacheMode::uncached || !src || offset != b0 || offset + length != b1 ||
+      cache_.find(b0, false) || cache_.next_folio(b0, b1) != b1)
+    return false;
+  // Uncached, whole blocks, no folio holding b0 nor starting in (b0, b1) (asked without
+  // building the list of overlapping folios): no folio to fill and drop again. The
+  // request goes straight to the writer as one write, crash-atomic when eligible.
+  writer_.write(offset, {src, length}, atomic, fua);
+  stats_.add(stats_.direct_writes);
+  return true;
+}
+
+void CachedPath::write_locked(uint64_t offset, uint64_t length, const std::byte* src, bool fua) {
+  const uint64_t b0 = align_down(offset), b1 = align_up(offset + length);
   const bool atomic = atomic_eligible(offset, length, logical_block_size_, atomic_write_unit_max_);
-  if (mode_ == CacheMode::uncached && src && offset == b0 && offset + length == b1 &&
-      !cache_.find(b0, false) && cache_.next_folio(b0, b1) == b1) {
-    // Uncached, whole blocks, no folio holding b0 nor starting in (b0, b1) (asked without
-    // building the list of overlapping folios): no folio to fill and drop again, and
-    // no group to settle (a group sticking out would need a folio in the range). The
-    // request goes straight to the writer as one write, crash-atomic when eligible.
-    writer_.write(offset, {src, length}, atomic, fua);
-    stats_.add(stats_.direct_writes);
-    return true;
-  }
-  if (!settle_edges(b0, b1, lock_lo, lock_hi)) return false;
-  std::vector<FolioCache::Ref> created = copy_in(offset, length, src, atomic);
-  if (mode_ == CacheMode::writeback && !fua) return true;
+  if (write_direct(offset, length, src, fua, atomic)) return;
+  std::vector<FolioCache::Ref> created = copy_in(offset, length, src, atomic);  // act
+  finish_write(b0, b1, fua, created);                                           // finish
+}
+
+void CachedPath::finish_write(uint64_t b0, uint64_t b1, bool fua, std::vector<FolioCache::Ref>& created) {
+  if (mode_ == CacheMode::writeback && !fua) return;
   try {
     writeback_.write_range(b0, b1, fua || mode_ == CacheMode::writethrough,
                            /*dropped=*/mode_ != CacheMode::writeback);
@@ -423,7 +439,6 @@ bool CachedPath::write_locked(uint64_t offset, uint64_t length, const std::byte*
   }
   if (mode_ == CacheMode::uncached)
     for (FolioCache::Ref& f : created) cache_.drop_if_clean(f);
-  return true;
 }
 
 void CachedPath::write_request(uint64_t offset, uint64_t length, const std::byte* src, bool fua) {
@@ -434,11 +449,8 @@ void CachedPath::write_request(uint64_t offset, uint64_t length, const std::byte
   const uint64_t b0 = align_down(offset), b1 = align_up(offset + length);
   if (mode_ == CacheMode::writeback) writeback_.throttle();
   make_room(b1 - b0);
-  uint64_t lo = b0, hi = b1;
-  for (;;) {
-    auto guard = locks_.lock(lo, hi - lo, RangeLock::Mode::exclusive);
-    if (write_locked(offset, length, src, fua, &lo, &hi)) return;
-  }
+  auto guard = lock_for_write(b0, b1);  // find
+  write_locked(offset, length, src, fua);  // act, finish
 }
 
 void CachedPath::write(uint64_t offset, std::span<const std::byte> src, bool fua) {
@@ -510,8 +522,7 @@ void CachedPath::zero_range(uint64_t offset, uint64_t length, ZeroOptions option
   // so nothing older is written later. Test: ExtentRaceTest.TrimNeverLosesToAWritebackInFlight.
   if (!RACE_CHECK_SKIPPED(skip_wait_for_writeback))
     writeback_.wait_idle(b0, b1);
-  uint64_t lo = widen_lo(b0), hi = widen_hi(b1);
-  settle_edges(mid_b, mid_e, &lo, &hi);  // the lock is wide enough already
+  settle_edges(mid_b, mid_e, crossing(mid_b, mid_e));  // the lock is wide enough already
   // D2 with FUA, D3 in writethrough: the zeroed middle is durable on its own (an edge
   // journaled below would not sync the device for it).
   const bool durable = fua || mode_ == CacheMode::writethrough;
@@ -538,8 +549,14 @@ void CachedPath::zero_range(uint64_t offset, uint64_t length, ZeroOptions option
     writer_.zero(mid_b, mid_e - mid_b, options, atomic, durable);
   }
   invalidate(mid_b, mid_e);
-  if (offset < mid_b) write_locked(offset, mid_b - offset, nullptr, fua, &lo, &hi);
-  if (mid_e < end) write_locked(mid_e, end - mid_e, nullptr, fua, &lo, &hi);
+  // The partial edge blocks: cached writes of zeroes, found under this (wide) lock.
+  for (auto [s, t] : {std::pair{offset, mid_b}, std::pair{mid_e, end}}) {
+    if (s >= t) continue;
+    const uint64_t eb0 = align_down(s), eb1 = align_up(t);
+    writeback_.wait_idle(eb0, eb1);
+    settle_edges(eb0, eb1, crossing(eb0, eb1));
+    write_locked(s, t - s, nullptr, fua);
+  }
 }
 
 // ---- flush and block status -----------------------------------------------------------

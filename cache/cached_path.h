@@ -81,16 +81,34 @@ class CachedPath final : public RequestPath {
  private:
   uint64_t align_down(uint64_t v) const { return v / block_ * block_; }
   uint64_t align_up(uint64_t v) const { return (v + block_ - 1) / block_ * block_; }
-  // A write of src (null: zeroes): throttle, reserve memory, lock, then write_locked.
+  // A write of src (null: zeroes) over block range [b0, b1) takes three steps, after
+  // Linux iomap's iterator, each one function:
+  //   find    lock_for_write: [b0, b1) exclusive in the range lock (widened by up to A on
+  //           each side when a group sticks out of it), its writeback finished, the
+  //           groups crossing its edges written back (so the write's own group bits
+  //           never split an older group);
+  //   act     copy_in: the bytes into folios, their blocks uptodate, dirty and grouped;
+  //   finish  finish_write: written through (writethrough, uncached, FUA) and, uncached,
+  //           the folios the write created dropped.
+  // write_request runs them in order, after throttling and reserving memory; an
+  // uncached write that no folio overlaps replaces act and finish by one device write
+  // (write_direct).
   void write_request(uint64_t offset, uint64_t length, const std::byte* src, bool fua);
-  // Under the exclusive lock of [lock_lo, lock_hi): settles groups sticking out of the
-  // block range, copies in, and writes through when the mode or fua says so. Returns
-  // false when the lock must first be widened to *lock_lo, *lock_hi.
-  bool write_locked(uint64_t offset, uint64_t length, const std::byte* src, bool fua,
-                    uint64_t* lock_lo, uint64_t* lock_hi);
-  // Groups that cross the edges of block range [b0, b1): written back. Returns false if
-  // the lock [lock_lo, lock_hi) must first be widened.
-  bool settle_edges(uint64_t b0, uint64_t b1, uint64_t* lock_lo, uint64_t* lock_hi);
+  RangeLock::Guard lock_for_write(uint64_t b0, uint64_t b1);
+  // Act and finish, under find's lock (or zero_range's, which is wider and settled).
+  void write_locked(uint64_t offset, uint64_t length, const std::byte* src, bool fua);
+  // The uncached direct path: false (nothing done) unless it applies.
+  bool write_direct(uint64_t offset, uint64_t length, const std::byte* src, bool fua, bool atomic);
+  void finish_write(uint64_t b0, uint64_t b1, bool fua, std::vector<FolioCache::Ref>& created);
+  // Which edges of block range [b0, b1) a dirty (or under writeback) group sticks out of.
+  struct Crossing {
+    bool start = false, end = false;
+    bool any() const { return start || end; }
+  };
+  Crossing crossing(uint64_t b0, uint64_t b1);
+  // Writes back the groups `c` says cross the edges of [b0, b1). The caller holds
+  // [widen_lo(b0), widen_hi(b1)) exclusive: a group reaches at most A - 1 block past it.
+  void settle_edges(uint64_t b0, uint64_t b1, Crossing c);
   bool crosses(uint64_t boundary);
   // Copies into folios (creating them inside [b0, b1)); returns the folios it created.
   std::vector<FolioCache::Ref> copy_in(uint64_t offset, uint64_t length, const std::byte* src,
