@@ -254,6 +254,10 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
     const bool ok = writes[i].error == 0;
     if (!ok && first_error.empty()) first_error = writes[i].message;
     for (Piece& p : op.pieces) {
+#ifdef UNTORN_TEST_HOOKS
+      if (&p != &op.pieces.front() && hooks_ && hooks_->between_piece_completions)
+        hooks_->between_piece_completions();
+#endif
       {
         std::lock_guard fl(p.folio->mutex());
         p.folio->set(Folio::writeback, p.first, p.first + p.count, false);

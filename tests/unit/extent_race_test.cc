@@ -1,4 +1,5 @@
-// The extent map's revalidation points under deterministic races (DESIGN.md §5). Each test
+// The extent map's revalidation points under deterministic races (DESIGN.md §5), and one
+// race of a write against a failed writeback (WriteRaceTest, A2). Each test
 // uses a test-only hook (cache/race_hooks.h) to change the allocation inside the window
 // between taking a mapping and acting on it; with the check the answer is right, and
 // with the check switched off by its hook the same race corrupts data or the reply:
@@ -218,6 +219,72 @@ TEST_P(ExtentRaceTest, TrimNeverLosesToAWritebackInFlight) {
   else
     EXPECT_EQ(got, kZeroes) << "trimmed data came back from a late writeback (T1)";
 }
+
+// A2 against a failed writeback. A write whose block range ends inside a group that
+// spans two folios finds the group crossing its edge while the group's writeback has
+// failed and is being turned dirty again, piece by piece. It must wait for the whole
+// group (its lock is widened to reach it), then write it back whole before its copy. With
+// the wide wait off it settles half way: the group is not whole yet, so it is skipped,
+// and the copy glues the group's tail (still joined) to the write's own blocks: the
+// group's two halves would go to the device as separate operations.
+class WriteRaceTest : public RaceFixture, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(WriteRaceTest, AWriteNeverSplitsAGroupWhoseWritebackFailedHalfReset) {
+  const bool check_off = GetParam();
+  const uint64_t B = kAt;  // a multiple of folio_max: the group's folios meet here
+  const auto g = pattern(65536, 11), w = pattern(16384, 12);
+  path_->write(B - 32768, g, false);  // one atomic-eligible group over two folios
+  path_->race_hooks().skip_wide_wait = check_off;
+  stack_->faulty->fail_writes(1);  // the group's writeback fails
+  std::mutex mu;
+  std::condition_variable cv;
+  bool write_done = false, write_waiting = false;
+  path_->race_hooks().on_wait_for_writeback = [&] {
+    std::lock_guard lk(mu);
+    write_waiting = true;
+    cv.notify_all();
+  };
+  std::thread writer;
+  path_->race_hooks().between_piece_completions = [&, fired = false]() mutable {
+    if (std::exchange(fired, true)) return;  // the failed batch, once
+    writer = std::thread([&] {
+      path_->write(B - 16384, w, false);  // ends at B, inside the group
+      std::lock_guard lk(mu);
+      write_done = true;
+      cv.notify_all();
+    });
+    // The write either finishes (it did not wait) or waits for this batch to complete.
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return write_done || write_waiting; });
+  };
+  EXPECT_THROW(path_->flush(), IoError);  // the failed writeback is reported (R1)
+  writer.join();
+  EXPECT_NE(write_waiting, check_off);
+  bool tail_glued;
+  {
+    FolioCache::Ref tail = path_->folio_cache().find(B, false);
+    ASSERT_TRUE(tail);
+    std::lock_guard fl(tail->mutex());
+    tail_glued = tail->test(Folio::joined, 0) && tail->test(Folio::dirty, 0);
+  }
+  // What readers see is right either way; the grouping is what differs.
+  auto want = g;
+  std::copy(w.begin(), w.end(), want.begin() + 16384);
+  EXPECT_EQ(read(B - 32768, 65536), want);
+  if (check_off) {
+    EXPECT_TRUE(tail_glued) << "the race did not happen: the group was not left half reset";
+    return;
+  }
+  EXPECT_FALSE(tail_glued) << "the group's tail is joined to the new write: the group was split (A2)";
+  std::vector<std::byte> on_device(65536);
+  stack_->device->read(B - 32768, on_device);
+  EXPECT_EQ(on_device, g) << "the group was not written back whole before the write's copy";
+}
+
+INSTANTIATE_TEST_SUITE_P(, WriteRaceTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "WideWaitOffSplitsTheGroup" : "WideWaitKeepsItWhole";
+                         });
 
 INSTANTIATE_TEST_SUITE_P(, ExtentRaceTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& i) {
