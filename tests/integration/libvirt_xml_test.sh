@@ -12,6 +12,10 @@ check() {
   local xml="$UNTORN_SOURCE_ROOT/contrib/libvirt/$1" ns_atomic=$2 out args want
   out=$(virt-xml-validate "$xml" domain 2>&1) || fail "virt-xml-validate $1: $out"
   echo "ok: $out"
+  # Every <qemu:arg> is compared: one a line, in the form the sed reads.
+  [ "$(grep -o '<qemu:arg' "$xml" | wc -l)" = "$(grep -c "^ *<qemu:arg value='[^']*'/>\$" "$xml")" ] ||
+    fail "$1: a <qemu:arg> is not alone on its line as <qemu:arg value='...'/>"
+  grep -q "^ *<qemu:arg value='nvme,.*,bus=pci.9'/>\$" "$xml" || fail "$1: the nvme controller is not on bus=pci.9"
   args=$(sed -n "s/.*<qemu:arg value='\([^']*\)'\/>.*/\1/p" "$xml" | tr '\n' ' ' | sed 's/,bus=pci.9//; s/ $//')
   want="$("$UNTORN_CONFIG" --qemu-blockdev untorn0 /run/untorn/disk0.sock) $("$UNTORN_CONFIG" --qemu-nvme-args untorn0 --id untornnvme0 --ns-atomic "$ns_atomic" "$UNTORN_SOURCE_ROOT/conf/default.yaml" backing.path=/x)"
   [ "$args" = "$want" ] || fail "$1: the XML's QEMU arguments differ from untorn-config's (--ns-atomic $ns_atomic):
