@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -55,6 +56,47 @@ class RaceFixture : public ::testing::Test {
     ADD_FAILURE() << "no extent covers " << at;
     return false;
   }
+
+  // A request started from inside a writeback hook, in its own thread: start() returns
+  // once it has finished (it did not wait) or is waiting for writeback of its range,
+  // whichever comes first; join() at the end. Installs on_wait_for_writeback.
+  class RacingRequest {
+   public:
+    explicit RacingRequest(CachedPath& path) {
+      path.race_hooks().on_wait_for_writeback = [this] {
+        std::lock_guard lk(mu_);
+        waited_ = true;
+        cv_.notify_all();
+      };
+    }
+    void start(std::function<void()> request) {
+      thread_ = std::thread([this, request = std::move(request)] {
+        request();
+        std::lock_guard lk(mu_);
+        done_ = true;
+        cv_.notify_all();
+      });
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] { return done_ || waited_; });
+    }
+    void join() {
+      if (thread_.joinable()) thread_.join();
+    }
+    bool done() {
+      std::lock_guard lk(mu_);
+      return done_;
+    }
+    bool waited() {
+      std::lock_guard lk(mu_);
+      return waited_;
+    }
+
+   private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool done_ = false, waited_ = false;
+    std::thread thread_;
+  };
 
   TempDir dir_;
   std::unique_ptr<testing::JournaledBacking> stack_;
@@ -188,31 +230,16 @@ TEST_P(ExtentRaceTest, TrimNeverLosesToAWritebackInFlight) {
   const auto data = pattern(65536, 4);
   path_->write(kAt, data, false);
   path_->race_hooks().skip_wait_for_writeback = check_off();
-  std::mutex mu;
-  std::condition_variable cv;
-  bool trim_done = false, trim_waiting = false;
-  path_->race_hooks().on_wait_for_writeback = [&] {
-    std::lock_guard lk(mu);
-    trim_waiting = true;
-    cv.notify_all();
-  };
-  std::thread trimmer;
+  RacingRequest trim(*path_);
   path_->race_hooks().before_writeback_io = [&, fired = false]() mutable {
     if (std::exchange(fired, true)) return;  // once
-    trimmer = std::thread([&] {
-      path_->trim(kAt - 65536, 1 << 20, false);
-      std::lock_guard lk(mu);
-      trim_done = true;
-      cv.notify_all();
-    });
     // The trim either finishes (it did not wait) or is waiting for this writeback.
-    std::unique_lock lk(mu);
-    cv.wait(lk, [&] { return trim_done || trim_waiting; });
+    trim.start([&] { path_->trim(kAt - 65536, 1 << 20, false); });
   };
   path_->flush();
-  trimmer.join();
-  EXPECT_TRUE(trim_done);
-  EXPECT_NE(trim_waiting, check_off());
+  trim.join();
+  EXPECT_TRUE(trim.done());
+  EXPECT_NE(trim.waited(), check_off());
   const auto got = read(kAt, 65536);
   if (check_off())
     EXPECT_EQ(got, data) << "the writeback did not land after the trim: the race did not happen";
@@ -236,30 +263,15 @@ TEST_P(WriteRaceTest, AWriteNeverSplitsAGroupWhoseWritebackFailedHalfReset) {
   path_->write(B - 32768, g, false);  // one atomic-eligible group over two folios
   path_->race_hooks().skip_wide_wait = check_off;
   stack_->faulty->fail_writes(1);  // the group's writeback fails
-  std::mutex mu;
-  std::condition_variable cv;
-  bool write_done = false, write_waiting = false;
-  path_->race_hooks().on_wait_for_writeback = [&] {
-    std::lock_guard lk(mu);
-    write_waiting = true;
-    cv.notify_all();
-  };
-  std::thread writer;
+  RacingRequest write(*path_);
   path_->race_hooks().between_piece_completions = [&, fired = false]() mutable {
     if (std::exchange(fired, true)) return;  // the failed batch, once
-    writer = std::thread([&] {
-      path_->write(B - 16384, w, false);  // ends at B, inside the group
-      std::lock_guard lk(mu);
-      write_done = true;
-      cv.notify_all();
-    });
     // The write either finishes (it did not wait) or waits for this batch to complete.
-    std::unique_lock lk(mu);
-    cv.wait(lk, [&] { return write_done || write_waiting; });
+    write.start([&] { path_->write(B - 16384, w, false); });  // ends at B, inside the group
   };
   EXPECT_THROW(path_->flush(), IoError);  // the failed writeback is reported (R1)
-  writer.join();
-  EXPECT_NE(write_waiting, check_off);
+  write.join();
+  EXPECT_NE(write.waited(), check_off);
   bool tail_glued;
   {
     FolioCache::Ref tail = path_->folio_cache().find(B, false);
