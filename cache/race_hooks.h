@@ -34,8 +34,8 @@ struct RaceHooks {
   // Groups across folios: writeback completes (or, failed, turns dirty again) a group's
   // pieces one after another; this runs between the first piece and the next.
   std::function<void()> between_piece_completions;
-  // A write that found a group crossing its edges waits only for writeback of its own
-  // blocks, not of the whole widened range (so it may act on a group half completed).
+  // A write that found a group crossing its edges, or a zero, waits only for writeback of
+  // its own blocks, not of the whole widened range (so it may act on a group half completed).
   bool skip_wide_wait = false;
 };
 

@@ -59,19 +59,30 @@ class RaceFixture : public ::testing::Test {
 
   // A request started from inside a writeback hook, in its own thread: start() returns
   // once it has finished (it did not wait) or is waiting for writeback of its range,
-  // whichever comes first; join() at the end. Installs on_wait_for_writeback.
+  // whichever comes first; join() at the end (the destructor joins too, and takes the
+  // hook away). Installs on_wait_for_writeback; an exception in the request fails the test.
   class RacingRequest {
    public:
-    explicit RacingRequest(CachedPath& path) {
+    explicit RacingRequest(CachedPath& path) : path_(path) {
       path.race_hooks().on_wait_for_writeback = [this] {
         std::lock_guard lk(mu_);
         waited_ = true;
         cv_.notify_all();
       };
     }
+    ~RacingRequest() {
+      join();
+      path_.race_hooks().on_wait_for_writeback = nullptr;
+    }
+    RacingRequest(const RacingRequest&) = delete;
+    RacingRequest& operator=(const RacingRequest&) = delete;
     void start(std::function<void()> request) {
       thread_ = std::thread([this, request = std::move(request)] {
-        request();
+        try {
+          request();
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << "the racing request failed: " << e.what();
+        }
         std::lock_guard lk(mu_);
         done_ = true;
         cv_.notify_all();
@@ -92,6 +103,7 @@ class RaceFixture : public ::testing::Test {
     }
 
    private:
+    CachedPath& path_;
     std::mutex mu_;
     std::condition_variable cv_;
     bool done_ = false, waited_ = false;
@@ -291,6 +303,38 @@ TEST_P(WriteRaceTest, AWriteNeverSplitsAGroupWhoseWritebackFailedHalfReset) {
   std::vector<std::byte> on_device(65536);
   stack_->device->read(B - 32768, on_device);
   EXPECT_EQ(on_device, g) << "the group was not written back whole before the write's copy";
+}
+
+// The same race against a trim whose zeroed middle ends inside the group: the trim must
+// wait for the whole group and write it back whole before cutting it. With the wide wait
+// off the group is skipped as not whole, the trim drops the half before its end, and the
+// half after it is left dirty, joined to a block that no longer is: no writeback ever
+// takes it, and a flush succeeds without it (D1).
+TEST_P(WriteRaceTest, ATrimNeverStrandsAGroupWhoseWritebackFailedHalfReset) {
+  const bool check_off = GetParam();
+  const uint64_t B = kAt;  // a multiple of folio_max: the group's folios meet here
+  const auto g = pattern(65536, 13);
+  path_->write(B - 32768, g, false);  // one atomic-eligible group over two folios
+  path_->race_hooks().skip_wide_wait = check_off;
+  stack_->faulty->fail_writes(1);  // the group's writeback fails
+  RacingRequest trim(*path_);
+  path_->race_hooks().between_piece_completions = [&, fired = false]() mutable {
+    if (std::exchange(fired, true)) return;  // the failed batch, once
+    trim.start([&] { path_->trim(B - 65536, 65536, false); });  // ends at B, inside the group
+  };
+  EXPECT_THROW(path_->flush(), IoError);  // the failed writeback is reported (R1)
+  trim.join();
+  EXPECT_NE(trim.waited(), check_off);
+  path_->flush();  // everything dirty written back (the failure was reported above)
+  std::vector<std::byte> on_device(32768);
+  stack_->device->read(B, on_device);
+  const std::vector<std::byte> tail(g.begin() + 32768, g.end());
+  if (check_off) {
+    EXPECT_NE(on_device, tail) << "the race did not happen: the group's tail reached the device";
+    return;
+  }
+  EXPECT_EQ(on_device, tail) << "a flush succeeded with the group's tail never written (D1)";
+  EXPECT_EQ(read(B - 65536, 65536), std::vector<std::byte>(65536)) << "the trimmed range";
 }
 
 INSTANTIATE_TEST_SUITE_P(, WriteRaceTest, ::testing::Values(false, true),
