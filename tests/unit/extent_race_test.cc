@@ -266,27 +266,36 @@ TEST_P(ExtentRaceTest, TrimNeverLosesToAWritebackInFlight) {
 // the wide wait off it settles half way: the group is not whole yet, so it is skipped,
 // and the copy glues the group's tail (still joined) to the write's own blocks: the
 // group's two halves would go to the device as separate operations.
-class WriteRaceTest : public RaceFixture, public ::testing::WithParamInterface<bool> {};
+class WriteRaceTest : public RaceFixture, public ::testing::WithParamInterface<bool> {
+ protected:
+  static constexpr uint64_t kB = kAt;  // a multiple of folio_max: the group's folios meet here
+  bool check_off() const { return GetParam(); }
+  // Caches `group` at [kB - 32K, kB + 32K), one atomic-eligible group over two folios,
+  // fails its writeback and, between the failed group's piece completions, starts
+  // `request` (which either finishes or waits for that batch). Returns whether it waited.
+  bool race_with_a_half_reset_group(const std::vector<std::byte>& group, std::function<void()> request) {
+    path_->write(kB - 32768, group, false);
+    path_->race_hooks().skip_wide_wait = check_off();
+    stack_->faulty->fail_writes(1);
+    RacingRequest racer(*path_);
+    path_->race_hooks().between_piece_completions = [&, fired = false]() mutable {
+      if (std::exchange(fired, true)) return;  // the failed batch, once
+      racer.start(request);
+    };
+    EXPECT_THROW(path_->flush(), IoError);  // the failed writeback is reported (R1)
+    racer.join();
+    path_->race_hooks().between_piece_completions = nullptr;
+    return racer.waited();
+  }
+};
 
 TEST_P(WriteRaceTest, AWriteNeverSplitsAGroupWhoseWritebackFailedHalfReset) {
-  const bool check_off = GetParam();
-  const uint64_t B = kAt;  // a multiple of folio_max: the group's folios meet here
   const auto g = pattern(65536, 11), w = pattern(16384, 12);
-  path_->write(B - 32768, g, false);  // one atomic-eligible group over two folios
-  path_->race_hooks().skip_wide_wait = check_off;
-  stack_->faulty->fail_writes(1);  // the group's writeback fails
-  RacingRequest write(*path_);
-  path_->race_hooks().between_piece_completions = [&, fired = false]() mutable {
-    if (std::exchange(fired, true)) return;  // the failed batch, once
-    // The write either finishes (it did not wait) or waits for this batch to complete.
-    write.start([&] { path_->write(B - 16384, w, false); });  // ends at B, inside the group
-  };
-  EXPECT_THROW(path_->flush(), IoError);  // the failed writeback is reported (R1)
-  write.join();
-  EXPECT_NE(write.waited(), check_off);
+  // The write ends at kB, inside the group.
+  EXPECT_NE(race_with_a_half_reset_group(g, [&] { path_->write(kB - 16384, w, false); }), check_off());
   bool tail_glued;
   {
-    FolioCache::Ref tail = path_->folio_cache().find(B, false);
+    FolioCache::Ref tail = path_->folio_cache().find(kB, false);
     ASSERT_TRUE(tail);
     std::lock_guard fl(tail->mutex());
     tail_glued = tail->test(Folio::joined, 0) && tail->test(Folio::dirty, 0);
@@ -294,14 +303,14 @@ TEST_P(WriteRaceTest, AWriteNeverSplitsAGroupWhoseWritebackFailedHalfReset) {
   // What readers see is right either way; the grouping is what differs.
   auto want = g;
   std::copy(w.begin(), w.end(), want.begin() + 16384);
-  EXPECT_EQ(read(B - 32768, 65536), want);
-  if (check_off) {
+  EXPECT_EQ(read(kB - 32768, 65536), want);
+  if (check_off()) {
     EXPECT_TRUE(tail_glued) << "the race did not happen: the group was not left half reset";
     return;
   }
   EXPECT_FALSE(tail_glued) << "the group's tail is joined to the new write: the group was split (A2)";
   std::vector<std::byte> on_device(65536);
-  stack_->device->read(B - 32768, on_device);
+  stack_->device->read(kB - 32768, on_device);
   EXPECT_EQ(on_device, g) << "the group was not written back whole before the write's copy";
 }
 
@@ -311,30 +320,19 @@ TEST_P(WriteRaceTest, AWriteNeverSplitsAGroupWhoseWritebackFailedHalfReset) {
 // half after it is left dirty, joined to a block that no longer is: no writeback ever
 // takes it, and a flush succeeds without it (D1).
 TEST_P(WriteRaceTest, ATrimNeverStrandsAGroupWhoseWritebackFailedHalfReset) {
-  const bool check_off = GetParam();
-  const uint64_t B = kAt;  // a multiple of folio_max: the group's folios meet here
   const auto g = pattern(65536, 13);
-  path_->write(B - 32768, g, false);  // one atomic-eligible group over two folios
-  path_->race_hooks().skip_wide_wait = check_off;
-  stack_->faulty->fail_writes(1);  // the group's writeback fails
-  RacingRequest trim(*path_);
-  path_->race_hooks().between_piece_completions = [&, fired = false]() mutable {
-    if (std::exchange(fired, true)) return;  // the failed batch, once
-    trim.start([&] { path_->trim(B - 65536, 65536, false); });  // ends at B, inside the group
-  };
-  EXPECT_THROW(path_->flush(), IoError);  // the failed writeback is reported (R1)
-  trim.join();
-  EXPECT_NE(trim.waited(), check_off);
+  // The trim's zeroed middle ends at kB, inside the group.
+  EXPECT_NE(race_with_a_half_reset_group(g, [&] { path_->trim(kB - 65536, 65536, false); }), check_off());
   path_->flush();  // everything dirty written back (the failure was reported above)
   std::vector<std::byte> on_device(32768);
-  stack_->device->read(B, on_device);
+  stack_->device->read(kB, on_device);
   const std::vector<std::byte> tail(g.begin() + 32768, g.end());
-  if (check_off) {
+  if (check_off()) {
     EXPECT_NE(on_device, tail) << "the race did not happen: the group's tail reached the device";
     return;
   }
   EXPECT_EQ(on_device, tail) << "a flush succeeded with the group's tail never written (D1)";
-  EXPECT_EQ(read(B - 65536, 65536), std::vector<std::byte>(65536)) << "the trimmed range";
+  EXPECT_EQ(read(kB - 65536, 65536), std::vector<std::byte>(65536)) << "the trimmed range";
 }
 
 INSTANTIATE_TEST_SUITE_P(, WriteRaceTest, ::testing::Values(false, true),
