@@ -34,6 +34,9 @@ struct RaceHooks {
   // Groups across folios: writeback completes (or, failed, turns dirty again) a group's
   // pieces one after another; this runs between the first piece and the next.
   std::function<void()> between_piece_completions;
+  // Writeback is about to take a group (dirty -> writeback) into its batch; a test throws
+  // here to stand for memory running out half way through collecting a batch.
+  std::function<void()> before_take_group;
   // A write that found a group crossing its edges, or a zero, waits only for writeback of
   // its own blocks, not of the whole widened range (so it may act on a group half completed).
   bool skip_wide_wait = false;

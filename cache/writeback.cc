@@ -118,30 +118,44 @@ std::pair<FolioCache::Ref, size_t> Writeback::group_start(FolioCache::Ref f, siz
   return {nullptr, 0};
 }
 
-void Writeback::add_op(std::vector<Op>& ops, std::vector<Piece> pieces, bool atomic) {
-  const uint64_t offset = pieces.front().folio->block_offset(pieces.front().first);
-  uint64_t length = 0;
-  for (const Piece& p : pieces) length += uint64_t{p.count} * block_;
+Writeback::Op Writeback::make_op(std::vector<Piece> pieces, bool atomic) const {
+  Op op;
+  op.offset = pieces.front().folio->block_offset(pieces.front().first);
+  for (const Piece& p : pieces) op.length += uint64_t{p.count} * block_;
+  op.atomic = atomic;
+  op.pieces = std::move(pieces);
+  if (op.pieces.size() > 1) op.bounce.resize(op.length);
+  return op;
+}
+
+void Writeback::add_op(std::vector<Op>& ops, Op op) {
   // Combine with the previous op when both are in place on their own and adjacent in one
   // folio: the combination is one write whose every group is still whole.
-  if (!ops.empty() && pieces.size() == 1) {
+  if (!ops.empty() && op.pieces.size() == 1) {
     Op& last = ops.back();
-    if (last.pieces.size() == 1 && last.pieces[0].folio == pieces[0].folio &&
-        last.offset + last.length == offset && last.length + length <= options_.batch_bytes &&
+    if (last.pieces.size() == 1 && last.pieces[0].folio == op.pieces[0].folio &&
+        last.offset + last.length == op.offset && last.length + op.length <= options_.batch_bytes &&
         writer_.method_for(last.offset, last.length, last.atomic) == AtomicWriter::Method::in_place &&
-        writer_.method_for(offset, length, atomic) == AtomicWriter::Method::in_place) {
-      last.pieces[0].count += pieces[0].count;
-      last.length += length;
+        writer_.method_for(op.offset, op.length, op.atomic) == AtomicWriter::Method::in_place) {
+      last.pieces[0].count += op.pieces[0].count;
+      last.length += op.length;
       last.atomic = false;
       return;
     }
   }
-  Op op;
-  op.offset = offset;
-  op.length = length;
-  op.atomic = atomic;
-  op.pieces = std::move(pieces);
   ops.push_back(std::move(op));
+}
+
+void Writeback::abandon(std::vector<Op>& ops, uint64_t seq) noexcept {
+  // Still listed dirty: mark_clean keeps a folio listed while a block is under writeback.
+  for (Op& op : ops)
+    for (Piece& p : op.pieces) {
+      std::lock_guard fl(p.folio->mutex());
+      p.folio->set(Folio::writeback, p.first, p.first + p.count, false);
+      p.folio->set(Folio::dirty, p.first, p.first + p.count, true);
+    }
+  ops.clear();
+  end_batch(seq);  // wakes writers waiting for these blocks
 }
 
 uint64_t Writeback::collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool expired_only,
@@ -193,27 +207,30 @@ uint64_t Writeback::collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool e
         ++i;
         continue;
       }
-      for (Piece& p : pieces) {
+      // Everything that allocates happens before the group is taken: a group moved to
+      // writeback must reach an op, or nothing would ever complete it (its blocks would
+      // stay under writeback, skipped by every flush and waited for by every writer).
+      Op op = make_op(std::move(pieces), atomic);
+      ops.reserve(ops.size() + 1);
+#ifdef UNTORN_TEST_HOOKS
+      if (hooks_ && hooks_->before_take_group) hooks_->before_take_group();
+#endif
+      for (Piece& p : op.pieces) {
         std::lock_guard fl(p.folio->mutex());
         p.folio->set(Folio::dirty, p.first, p.first + p.count, false);
         p.folio->set(Folio::writeback, p.first, p.first + p.count, true);
       }
-      uint64_t length = 0;
-      for (const Piece& p : pieces) length += uint64_t{p.count} * block_;
-      bytes += length;
+      bytes += op.length;
       // Go on after the group's last block in this folio (or past the folio).
-      i = pieces.back().folio == f ? pieces.back().first + pieces.back().count : e;
+      i = op.pieces.back().folio == f ? op.pieces.back().first + op.pieces.back().count : e;
       // A group spanning folios is copied to one buffer (its bytes are stable now).
-      add_op(ops, std::move(pieces), atomic);
-      if (ops.back().pieces.size() > 1) {
-        Op& op = ops.back();
-        op.bounce.resize(op.length);
-        size_t at = 0;
+      size_t at = 0;
+      if (op.pieces.size() > 1)
         for (const Piece& p : op.pieces) {
           std::memcpy(op.bounce.data() + at, p.folio->block_data(p.first), p.count * block_);
           at += p.count * block_;
         }
-      }
+      add_op(ops, std::move(op));
     }
   }
   return bytes;
@@ -299,7 +316,7 @@ void Writeback::write_range(uint64_t lo, uint64_t hi, bool fua, bool dropped) {
   try {
     collect(lo, hi, UINT64_MAX, false, ops);
   } catch (...) {
-    end_batch(seq);
+    abandon(ops, seq);
     throw;
   }
   submit(ops, seq, fua, dropped);
@@ -366,7 +383,7 @@ uint64_t Writeback::write_some(uint64_t max_bytes, bool expired_only) {
       total += collect(f->offset(), f->end(), max_bytes - total, expired_only, ops);
     }
   } catch (...) {
-    end_batch(seq);
+    abandon(ops, seq);
     throw;
   }
   submit(ops, seq, false);
@@ -394,10 +411,13 @@ void Writeback::flush() {
         bytes += collect(f->offset(), f->end(), UINT64_MAX, false, ops);
       }
     } catch (const IoError& e) {  // a batch submitted early failed: report it at the end
-      // (Only an early submit throws here, and it had taken `ops` with it.)
+      // (Only an early submit throws IoError here, and it had taken `ops` with it.)
       if (own_error.empty()) own_error = e.what();
       end_batch(seq);
       continue;
+    } catch (...) {  // out of memory while collecting: give the groups taken back
+      abandon(ops, seq);
+      throw;
     }
     try {
       submit(ops, seq, false);

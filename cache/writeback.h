@@ -14,7 +14,9 @@
 // the group bits); failure turns the blocks dirty again with their groups intact, and
 // every flush() running or next to start fails with EIO (R1), even when a request waiting
 // for that write-through got the error too (a flush may have passed the groups by while
-// they were under writeback).
+// they were under writeback). A batch never submitted (memory ran out while collecting
+// it) gives its groups back the same way, with no error recorded: a taken group always
+// reaches the device or turns dirty again (test: WritebackAbandonTest).
 // dirty_bytes() counts blocks dirty or under writeback. Lock order: range lock, collector
 // mutex, shard mutex, folio mutex, state mutex; an extent map shard mutex (ExtentMap) is a
 // leaf, taken under any of them and never held while taking another.
@@ -116,7 +118,15 @@ class Writeback {
   // Takes every whole dirty group touching [lo, hi) (the caller holds [lo - A, hi + A)).
   uint64_t collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool expired_only,
                    std::vector<Op>& ops);
-  void add_op(std::vector<Op>& ops, std::vector<Piece> pieces, bool atomic);
+  // The op for one group (and its bounce buffer when it spans folios): all the
+  // allocation of taking a group, done before the group is taken.
+  Op make_op(std::vector<Piece> pieces, bool atomic) const;
+  // Appends `op` to `ops`, or merges it into the last op (see the .cc); allocates nothing
+  // when `ops` has room for one more.
+  void add_op(std::vector<Op>& ops, Op op);
+  // Gives back the groups of a batch that will not be submitted (an allocation failed
+  // while collecting it): writeback -> dirty, groups intact; then ends batch `seq`.
+  void abandon(std::vector<Op>& ops, uint64_t seq) noexcept;
   // Writes ops (registered as batch `seq`) and completes them; throws on failure. A
   // failure also fails the flushes running or next to start (the groups are dirty again),
   // unless `dropped`: the caller drops the failed range from the cache at once.

@@ -1,0 +1,94 @@
+// Memory running out half way through collecting a writeback batch: the groups already
+// taken (moved dirty -> writeback) must be given back, whole, or nothing ever completes
+// them: every later flush skips them as not dirty and succeeds without their data (D1).
+// The test-only hook before_take_group (cache/race_hooks.h) throws where the next
+// allocation would fail.
+#include <gtest/gtest.h>
+
+#include <new>
+
+#include "cache/cached_path.h"
+#include "tests/support/journaled_backing.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_data.h"
+
+namespace untorn {
+namespace {
+
+using testing::pattern;
+using testing::TempDir;
+
+constexpr uint64_t kSize = 64 << 20;
+constexpr uint64_t kFirst = 1 << 20, kSecond = 8 << 20;  // two groups in two folios
+
+class WritebackAbandonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    stack_ = std::make_unique<testing::JournaledBacking>(dir_, kSize);
+    Config::Cache c;
+    c.size = 16 << 20;
+    c.folio_max = 2 << 20;
+    path_ = std::make_unique<CachedPath>(*stack_->mapped, *stack_->map, *stack_->writer, c, 4096, 65536);
+  }
+  void TearDown() override { path_.reset(); }
+
+  std::vector<std::byte> on_device(uint64_t offset, size_t n) {
+    std::vector<std::byte> v(n);
+    stack_->device->read(offset, v);
+    return v;
+  }
+  // Whether any block of the folio at `offset` is still under writeback.
+  bool under_writeback(uint64_t offset) {
+    FolioCache::Ref f = path_->folio_cache().find(offset, false);
+    if (!f) return false;
+    std::lock_guard fl(f->mutex());
+    return f->any(Folio::writeback, 0, f->blocks());
+  }
+
+  TempDir dir_;
+  std::unique_ptr<testing::JournaledBacking> stack_;
+  std::unique_ptr<CachedPath> path_;
+};
+
+TEST_F(WritebackAbandonTest, GroupsTakenBeforeAFailedAllocationAreWrittenByTheNextFlush) {
+  const auto first = pattern(65536, 21), second = pattern(65536, 22);
+  path_->write(kFirst, first, false);  // atomic-eligible: one group each
+  path_->write(kSecond, second, false);
+  int taken = 0;
+  path_->race_hooks().before_take_group = [&] {
+    if (++taken == 2) throw std::bad_alloc();  // the first group is taken, the second not
+  };
+  EXPECT_THROW(path_->flush(), std::bad_alloc);
+  path_->race_hooks().before_take_group = nullptr;
+  ASSERT_EQ(taken, 2) << "the flush did not reach the second group";
+  EXPECT_FALSE(under_writeback(kFirst)) << "the group taken before the failure is stranded under writeback";
+  EXPECT_EQ(on_device(kFirst, 65536), std::vector<std::byte>(65536)) << "nothing was submitted";
+
+  path_->flush();
+  EXPECT_EQ(on_device(kFirst, 65536), first) << "a flush succeeded without the group taken before the failure (D1)";
+  EXPECT_EQ(on_device(kSecond, 65536), second);
+  // The groups stay whole: a write over the first one finishes and its data is read back.
+  const auto again = pattern(65536, 23);
+  path_->write(kFirst, again, true);
+  EXPECT_EQ(on_device(kFirst, 65536), again);
+}
+
+// The same failure in a request's own write-through (FUA): a write larger than A is
+// several groups; memory runs out after the first is taken. The request fails, and every
+// group is given back dirty for the next flush.
+TEST_F(WritebackAbandonTest, AFuaWriteWhoseCollectFailsLeavesItsGroupsForTheNextFlush) {
+  const auto data = pattern(131072, 24);
+  int taken = 0;
+  path_->race_hooks().before_take_group = [&] {
+    if (++taken == 2) throw std::bad_alloc();
+  };
+  EXPECT_THROW(path_->write(kFirst, data, true), std::bad_alloc);
+  path_->race_hooks().before_take_group = nullptr;
+  ASSERT_EQ(taken, 2) << "the write's write-through did not reach a second group";
+  EXPECT_FALSE(under_writeback(kFirst)) << "the group taken before the failure is stranded under writeback";
+  path_->flush();
+  EXPECT_EQ(on_device(kFirst, 131072), data) << "a flush succeeded without the write's first group (D1)";
+}
+
+}  // namespace
+}  // namespace untorn
