@@ -243,33 +243,36 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
     ~EndBatch() { w->end_batch(seq); }
   } end{this, seq};
   if (ops.empty()) return;
-#ifdef UNTORN_TEST_HOOKS
-  if (hooks_ && hooks_->before_writeback_io) hooks_->before_writeback_io();
-#endif
-  std::vector<AtomicWriter::BatchWrite> writes(ops.size());
-  for (size_t i = 0; i < ops.size(); ++i) {
-    const Op& op = ops[i];
-    writes[i].offset = op.offset;
-    writes[i].atomic = op.atomic;
-    writes[i].data = op.pieces.size() == 1
-                         ? std::span<const std::byte>(op.pieces[0].folio->block_data(op.pieces[0].first), op.length)
-                         : op.bounce.span();
-  }
-  std::string first_error;
+  // Every op completes below, written or dirty again, whatever is thrown on the way: a
+  // group left under writeback would never be written (D1).
+  std::vector<AtomicWriter::BatchWrite> writes;
+  std::string batch_error;  // the batch as a whole failed: every write without its own error
   try {
+#ifdef UNTORN_TEST_HOOKS
+    if (hooks_ && hooks_->before_writeback_io) hooks_->before_writeback_io();
+#endif
+    writes.resize(ops.size());
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const Op& op = ops[i];
+      writes[i].offset = op.offset;
+      writes[i].atomic = op.atomic;
+      writes[i].data = op.pieces.size() == 1
+                           ? std::span<const std::byte>(op.pieces[0].folio->block_data(op.pieces[0].first), op.length)
+                           : op.bounce.span();
+    }
     writer_.write_batch(writes, fua);
   } catch (const IoError& e) {  // the sync after the batch failed: nothing is known durable
-    for (auto& w : writes)
-      if (!w.error) {
-        w.error = e.err();
-        w.message = e.what();
-      }
+    batch_error = e.what();
+  } catch (const std::exception& e) {  // out of memory: the groups are written again later
+    batch_error = std::string("writeback ran out of memory: ") + e.what();
   }
+  std::string first_error;
   uint64_t written = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
     Op& op = ops[i];
-    const bool ok = writes[i].error == 0;
-    if (!ok && first_error.empty()) first_error = writes[i].message;
+    const bool own_error = i < writes.size() && writes[i].error != 0;
+    const bool ok = !own_error && batch_error.empty();
+    if (!ok && first_error.empty()) first_error = own_error ? writes[i].message : batch_error;
     for (Piece& p : op.pieces) {
 #ifdef UNTORN_TEST_HOOKS
       if (&p != &op.pieces.front() && hooks_ && hooks_->between_piece_completions)

@@ -6,11 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <new>
+#include <string>
+#include <utility>
 
 #include "cache/cached_path.h"
 #include "tests/support/journaled_backing.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_data.h"
+#include "util/io_error.h"
 
 namespace untorn {
 namespace {
@@ -88,6 +91,28 @@ TEST_F(WritebackAbandonTest, AFuaWriteWhoseCollectFailsLeavesItsGroupsForTheNext
   EXPECT_FALSE(under_writeback(kFirst)) << "the group taken before the failure is stranded under writeback";
   path_->flush();
   EXPECT_EQ(on_device(kFirst, 131072), data) << "a flush succeeded without the write's first group (D1)";
+}
+
+// Memory running out after the batch is collected, before its I/O: the batch completes
+// as a failed one (its groups dirty again, whole), the flush fails with EIO and the
+// next flush writes them.
+TEST_F(WritebackAbandonTest, ABatchThatRunsOutOfMemoryBeforeItsIoFailsLikeAFailedWrite) {
+  const auto data = pattern(65536, 25);
+  path_->write(kFirst, data, false);
+  path_->race_hooks().before_writeback_io = [fired = false]() mutable {
+    if (!std::exchange(fired, true)) throw std::bad_alloc();
+  };
+  try {
+    path_->flush();
+    ADD_FAILURE() << "the flush succeeded without writing the batch";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.err(), EIO);
+    EXPECT_NE(std::string(e.what()).find("ran out of memory"), std::string::npos) << e.what();
+  }
+  path_->race_hooks().before_writeback_io = nullptr;
+  EXPECT_FALSE(under_writeback(kFirst)) << "the batch's group is stranded under writeback";
+  path_->flush();
+  EXPECT_EQ(on_device(kFirst, 65536), data) << "a flush succeeded without the group (D1)";
 }
 
 }  // namespace
