@@ -436,9 +436,10 @@ void CachedPath::finish_write(uint64_t b0, uint64_t b1, bool fua, std::vector<Fo
   try {
     writeback_.write_range(b0, b1, fua || mode_ == CacheMode::writethrough,
                            /*dropped=*/mode_ != CacheMode::writeback);
-  } catch (const IoError&) {
-    // Writethrough: the range is read again from the device next time. Writeback with
-    // FUA: the data stays dirty (R1) and the request fails.
+  } catch (...) {  // IoError, or no memory to collect the range's groups
+    // Writethrough: the range is read again from the device next time (nothing stays
+    // dirty in a cache that promised to hold none). Writeback with FUA: the data stays
+    // dirty (R1) and the request fails.
     if (mode_ != CacheMode::writeback) invalidate(b0, b1);
     throw;
   }

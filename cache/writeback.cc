@@ -66,10 +66,14 @@ void Writeback::end_batch(uint64_t seq) {
   progress_.notify_all();
 }
 
-void Writeback::record_error(const std::string& message) {
+void Writeback::record_error(std::string_view message) noexcept {
   std::lock_guard lk(state_mutex_);
-  ++failures_;
-  last_error_ = message;
+  ++failures_;  // counted first: a flush fails on the count, message or not
+  try {
+    last_error_ = message;
+  } catch (...) {
+    last_error_.clear();
+  }
 }
 
 bool Writeback::gather_group(const FolioCache::Ref& f, size_t i, std::vector<Piece>& pieces) {
@@ -154,6 +158,10 @@ void Writeback::abandon(std::vector<Op>& ops, uint64_t seq) noexcept {
       p.folio->set(Folio::writeback, p.first, p.first + p.count, false);
       p.folio->set(Folio::dirty, p.first, p.first + p.count, true);
     }
+  if (!ops.empty())
+    // A flush running meanwhile may have passed these groups by while they were under
+    // writeback, and waited for this batch: it must not succeed without them (D1).
+    record_error("writeback ran out of memory while collecting a batch; its data stays dirty");
   ops.clear();
   end_batch(seq);  // wakes writers waiting for these blocks
 }
@@ -211,7 +219,7 @@ uint64_t Writeback::collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool e
       // writeback must reach an op, or nothing would ever complete it (its blocks would
       // stay under writeback, skipped by every flush and waited for by every writer).
       Op op = make_op(std::move(pieces), atomic);
-      ops.reserve(ops.size() + 1);
+      if (ops.size() == ops.capacity()) ops.reserve(std::max<size_t>(16, 2 * ops.size()));
 #ifdef UNTORN_TEST_HOOKS
       if (hooks_ && hooks_->before_take_group) hooks_->before_take_group();
 #endif
@@ -244,9 +252,10 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
   } end{this, seq};
   if (ops.empty()) return;
   // Every op completes below, written or dirty again, whatever is thrown on the way: a
-  // group left under writeback would never be written (D1).
+  // group left under writeback would never be written (D1). Nothing allocates from the
+  // I/O's end to the last completion; the error's message is built afterwards.
   std::vector<AtomicWriter::BatchWrite> writes;
-  std::string batch_error;  // the batch as a whole failed: every write without its own error
+  std::exception_ptr batch_failure;  // the batch as a whole failed: every write without its own error
   try {
 #ifdef UNTORN_TEST_HOOKS
     if (hooks_ && hooks_->before_writeback_io) hooks_->before_writeback_io();
@@ -261,18 +270,17 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
                            : op.bounce.span();
     }
     writer_.write_batch(writes, fua);
-  } catch (const IoError& e) {  // the sync after the batch failed: nothing is known durable
-    batch_error = e.what();
-  } catch (const std::exception& e) {  // out of memory: the groups are written again later
-    batch_error = std::string("writeback ran out of memory: ") + e.what();
+  } catch (...) {  // the sync after the batch failed (nothing is known durable), or no memory
+    batch_failure = std::current_exception();
   }
-  std::string first_error;
+  constexpr size_t kNone = SIZE_MAX;
+  size_t first_failed = kNone;
   uint64_t written = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
     Op& op = ops[i];
     const bool own_error = i < writes.size() && writes[i].error != 0;
-    const bool ok = !own_error && batch_error.empty();
-    if (!ok && first_error.empty()) first_error = own_error ? writes[i].message : batch_error;
+    const bool ok = !own_error && !batch_failure;
+    if (!ok && first_failed == kNone) first_failed = i;
     for (Piece& p : op.pieces) {
 #ifdef UNTORN_TEST_HOOKS
       if (&p != &op.pieces.front() && hooks_ && hooks_->between_piece_completions)
@@ -301,15 +309,34 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
   stats_.add(stats_.writeback_bytes, written);
   stats_.add(stats_.writeback_groups, ops.size());
   stats_.add(stats_.writeback_batches);
-  if (!first_error.empty()) {
-    // A request's own write-through fails that request; the next flush retries what stays
-    // dirty. Writeback no request waits for is reported by the next flush (R1).
-    stats_.add(stats_.writeback_errors);
-    // Counted even when a request takes the error itself: a flush running meanwhile may
-    // have skipped these groups while they were under writeback, and they are dirty again.
-    if (!dropped) record_error(first_error);
-    failure_log_.warn("writeback", "writeback failed, the data stays dirty: " + first_error);
-    throw IoError(EIO, "writeback failed: " + first_error);
+  if (first_failed == kNone) return;
+  std::string first_error;
+  try {
+    if (first_failed < writes.size() && writes[first_failed].error) first_error = writes[first_failed].message;
+    else first_error = describe(batch_failure);
+  } catch (...) {  // no memory for the message: the failure is recorded all the same
+  }
+  // A request's own write-through fails that request; the next flush retries what stays
+  // dirty. Writeback no request waits for is reported by the next flush (R1).
+  stats_.add(stats_.writeback_errors);
+  // Counted even when a request takes the error itself: a flush running meanwhile may
+  // have skipped these groups while they were under writeback, and they are dirty again.
+  if (!dropped) record_error(first_error);
+  failure_log_.warn("writeback", "writeback failed, the data stays dirty: " + first_error);
+  throw IoError(EIO, "writeback failed: " + first_error);
+}
+
+std::string Writeback::describe(const std::exception_ptr& failure) {
+  try {
+    std::rethrow_exception(failure);
+  } catch (const IoError& e) {
+    return e.what();
+  } catch (const std::bad_alloc&) {
+    return "writeback ran out of memory";
+  } catch (const std::exception& e) {
+    return std::string("writeback failed before its I/O: ") + e.what();
+  } catch (...) {
+    return "writeback failed before its I/O";
   }
 }
 
@@ -362,9 +389,10 @@ RangeLock::Guard Writeback::lock_for_collect(const Folio& f, std::vector<Op>& op
   const uint64_t length = f.end() + A - from;
   if (!ops.empty()) {
     if (auto guard = locks_.try_lock(from, length, RangeLock::Mode::shared)) return std::move(*guard);
+    const uint64_t next = begin_batch();  // may throw: before `ops` leaves the caller's hands
     std::vector<Op> ready;
     ready.swap(ops);
-    const uint64_t done = std::exchange(*seq, begin_batch());
+    const uint64_t done = std::exchange(*seq, next);
     submit(ready, done, false);
   }
   return locks_.lock(from, length, RangeLock::Mode::shared);
@@ -415,11 +443,14 @@ void Writeback::flush() {
       }
     } catch (const IoError& e) {  // a batch submitted early failed: report it at the end
       // (Only an early submit throws IoError here, and it had taken `ops` with it.)
+      end_batch(seq);  // first: nothing below may keep the batch open
       if (own_error.empty()) own_error = e.what();
-      end_batch(seq);
       continue;
     } catch (...) {  // out of memory while collecting: give the groups taken back
       abandon(ops, seq);
+      // This flush fails: it reports every failure so far, as a failing flush does below.
+      std::lock_guard lk(state_mutex_);
+      reported_upto_ = std::max(reported_upto_, failures_);
       throw;
     }
     try {
@@ -435,7 +466,7 @@ void Writeback::flush() {
   std::string failure = own_error;
   if (failures_ > unreported_from) {
     // Failures since the last one a flush reported (every flush running now fails).
-    failure = last_error_;
+    failure = last_error_.empty() ? std::string("writeback failed (no memory left to say why)") : last_error_;
     reported_upto_ = std::max(reported_upto_, failures_);
   }
   if (!failure.empty())

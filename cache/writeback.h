@@ -15,8 +15,9 @@
 // every flush() running or next to start fails with EIO (R1), even when a request waiting
 // for that write-through got the error too (a flush may have passed the groups by while
 // they were under writeback). A batch never submitted (memory ran out while collecting
-// it) gives its groups back the same way, with no error recorded: a taken group always
-// reaches the device or turns dirty again (test: WritebackAbandonTest).
+// it) gives its groups back the same way and fails the flushes too; one that runs out of
+// memory before or during its I/O completes as a failed write. So an exception never
+// leaves a taken group under writeback (test: WritebackAbandonTest).
 // dirty_bytes() counts blocks dirty or under writeback. Lock order: range lock, collector
 // mutex, shard mutex, folio mutex, state mutex; an extent map shard mutex (ExtentMap) is a
 // leaf, taken under any of them and never held while taking another.
@@ -24,11 +25,13 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -137,7 +140,10 @@ class Writeback {
   RangeLock::Guard lock_for_collect(const Folio& f, std::vector<Op>& ops, uint64_t* seq);
   uint64_t begin_batch();
   void end_batch(uint64_t seq);
-  void record_error(const std::string& message);
+  // Counts a failure for the flushes to report (R1); the message is best effort.
+  void record_error(std::string_view message) noexcept;
+  // The message for a batch that failed as a whole (`failure` is not null).
+  static std::string describe(const std::exception_ptr& failure);
   void thread_main(unsigned index);
 
   FolioCache& cache_;
