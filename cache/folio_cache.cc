@@ -32,6 +32,7 @@ void FolioCache::index_locked(Shard& s, const Ref& f) {
 
 std::map<uint64_t, FolioCache::Ref>::iterator FolioCache::unindex_locked(
     Shard& s, std::map<uint64_t, Ref>::iterator it, std::vector<Ref>& released) {
+  released.push_back(it->second);  // first: it may throw, and nothing has changed yet
   const Folio& f = *it->second;
   auto r = s.regions.find(f.offset() / folio_max_);
   const size_t first = (f.offset() % folio_max_) / block_;
@@ -39,7 +40,6 @@ std::map<uint64_t, FolioCache::Ref>::iterator FolioCache::unindex_locked(
   if (--r->second.folios == 0) s.regions.erase(r);
   used_.fetch_sub(f.memory_cost(), std::memory_order_relaxed);
   folios_.fetch_sub(1, std::memory_order_relaxed);
-  released.push_back(std::move(it->second));
   return s.folios.erase(it);
 }
 

@@ -150,7 +150,7 @@ void Writeback::add_op(std::vector<Op>& ops, Op op) {
   ops.push_back(std::move(op));
 }
 
-void Writeback::abandon(std::vector<Op>& ops, uint64_t seq) noexcept {
+void Writeback::abandon(std::vector<Op>& ops, uint64_t seq, bool dropped) noexcept {
   // Still listed dirty: mark_clean keeps a folio listed while a block is under writeback.
   for (Op& op : ops)
     for (Piece& p : op.pieces) {
@@ -158,9 +158,10 @@ void Writeback::abandon(std::vector<Op>& ops, uint64_t seq) noexcept {
       p.folio->set(Folio::writeback, p.first, p.first + p.count, false);
       p.folio->set(Folio::dirty, p.first, p.first + p.count, true);
     }
-  if (!ops.empty())
+  if (!ops.empty() && !dropped)
     // A flush running meanwhile may have passed these groups by while they were under
     // writeback, and waited for this batch: it must not succeed without them (D1).
+    // (`dropped`: the caller drops the range from the cache; nothing stays dirty.)
     record_error("writeback ran out of memory while collecting a batch; its data stays dirty");
   ops.clear();
   end_batch(seq);  // wakes writers waiting for these blocks
@@ -255,7 +256,8 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
   // group left under writeback would never be written (D1). Nothing allocates from the
   // I/O's end to the last completion; the error's message is built afterwards.
   std::vector<AtomicWriter::BatchWrite> writes;
-  std::exception_ptr batch_failure;  // the batch as a whole failed: every write without its own error
+  bool batch_failed = false;  // as a whole: every write without its own error failed
+  std::exception_ptr batch_failure;  // why (null for an exception from outside C++)
   try {
 #ifdef UNTORN_TEST_HOOKS
     if (hooks_ && hooks_->before_writeback_io) hooks_->before_writeback_io();
@@ -271,15 +273,17 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
     }
     writer_.write_batch(writes, fua);
   } catch (...) {  // the sync after the batch failed (nothing is known durable), or no memory
+    batch_failed = true;
     batch_failure = std::current_exception();
   }
   constexpr size_t kNone = SIZE_MAX;
   size_t first_failed = kNone;
+  bool listing_failed = false;
   uint64_t written = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
     Op& op = ops[i];
     const bool own_error = i < writes.size() && writes[i].error != 0;
-    const bool ok = !own_error && !batch_failure;
+    const bool ok = !own_error && !batch_failed;
     if (!ok && first_failed == kNone) first_failed = i;
     for (Piece& p : op.pieces) {
 #ifdef UNTORN_TEST_HOOKS
@@ -296,10 +300,18 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
           p.folio->set(Folio::dirty, p.first, p.first + p.count, true);
         }
       }
-      // A failed group is dirty again: register it (another group's completion may have
-      // taken the folio off the dirty list meanwhile).
-      if (ok) cache_.mark_clean(*p.folio);
-      else cache_.mark_dirty(*p.folio);
+      // A failed group is dirty again: register it (a writer may have cleaned and
+      // unlisted the folio since the bits changed). Listing allocates: should it fail, the
+      // other pieces still complete and the failure is recorded below.
+      if (ok) {
+        cache_.mark_clean(*p.folio);
+      } else {
+        try {
+          cache_.mark_dirty(*p.folio);
+        } catch (...) {
+          listing_failed = true;
+        }
+      }
     }
     if (ok) {
       written += op.length;
@@ -314,6 +326,7 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
   try {
     if (first_failed < writes.size() && writes[first_failed].error) first_error = writes[first_failed].message;
     else first_error = describe(batch_failure);
+    if (listing_failed) first_error += " (and no memory to list a folio dirty again: it is kept only by its bits)";
   } catch (...) {  // no memory for the message: the failure is recorded all the same
   }
   // A request's own write-through fails that request; the next flush retries what stays
@@ -327,6 +340,7 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
 }
 
 std::string Writeback::describe(const std::exception_ptr& failure) {
+  if (!failure) return "writeback failed: an exception from outside C++";
   try {
     std::rethrow_exception(failure);
   } catch (const IoError& e) {
@@ -334,9 +348,9 @@ std::string Writeback::describe(const std::exception_ptr& failure) {
   } catch (const std::bad_alloc&) {
     return "writeback ran out of memory";
   } catch (const std::exception& e) {
-    return std::string("writeback failed before its I/O: ") + e.what();
+    return std::string("writeback failed: ") + e.what();
   } catch (...) {
-    return "writeback failed before its I/O";
+    return "writeback failed: an unknown exception";
   }
 }
 
@@ -346,7 +360,7 @@ void Writeback::write_range(uint64_t lo, uint64_t hi, bool fua, bool dropped) {
   try {
     collect(lo, hi, UINT64_MAX, false, ops);
   } catch (...) {
-    abandon(ops, seq);
+    abandon(ops, seq, dropped);
     throw;
   }
   submit(ops, seq, fua, dropped);

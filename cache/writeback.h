@@ -128,8 +128,9 @@ class Writeback {
   // when `ops` has room for one more.
   void add_op(std::vector<Op>& ops, Op op);
   // Gives back the groups of a batch that will not be submitted (an allocation failed
-  // while collecting it): writeback -> dirty, groups intact; then ends batch `seq`.
-  void abandon(std::vector<Op>& ops, uint64_t seq) noexcept;
+  // while collecting it): writeback -> dirty, groups intact; records the failure for the
+  // flushes unless `dropped` (see write_range); then ends batch `seq`.
+  void abandon(std::vector<Op>& ops, uint64_t seq, bool dropped = false) noexcept;
   // Writes ops (registered as batch `seq`) and completes them; throws on failure. A
   // failure also fails the flushes running or next to start (the groups are dirty again),
   // unless `dropped`: the caller drops the failed range from the cache at once.

@@ -13,36 +13,19 @@
 #include <utility>
 
 #include "cache/cached_path.h"
-#include "tests/support/journaled_backing.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/small_cached_path.h"
 #include "tests/support/test_data.h"
 
 namespace untorn {
 namespace {
 
 using testing::pattern;
-using testing::TempDir;
 
-constexpr uint64_t kSize = 64 << 20;
 constexpr uint64_t kAt = 8 << 20;  // where the racing write lands
 const std::vector<std::byte> kZeroes(65536);
 
-class RaceFixture : public ::testing::Test {
+class RaceFixture : public testing::SmallCachedPathTest {
  protected:
-  void SetUp() override {
-    stack_ = std::make_unique<testing::JournaledBacking>(dir_, kSize);
-    Config::Cache c;
-    c.size = 16 << 20;
-    c.folio_max = 2 << 20;
-    path_ = std::make_unique<CachedPath>(*stack_->mapped, *stack_->map, *stack_->writer, c, 4096, 65536);
-  }
-  void TearDown() override { path_.reset(); }
-
-  std::vector<std::byte> read(uint64_t offset, size_t n) {
-    std::vector<std::byte> v(n);
-    path_->read(offset, v);
-    return v;
-  }
   // A write that reaches the device and leaves nothing cached: only the extent map (and
   // its cookies) can tell anyone it happened.
   void write_behind_the_cache(uint64_t offset, const std::vector<std::byte>& data) {
@@ -110,9 +93,6 @@ class RaceFixture : public ::testing::Test {
     std::thread thread_;
   };
 
-  TempDir dir_;
-  std::unique_ptr<testing::JournaledBacking> stack_;
-  std::unique_ptr<CachedPath> path_;
 };
 
 class ExtentRaceTest : public RaceFixture, public ::testing::WithParamInterface<bool> {

@@ -10,8 +10,7 @@
 #include <utility>
 
 #include "cache/cached_path.h"
-#include "tests/support/journaled_backing.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/small_cached_path.h"
 #include "tests/support/test_data.h"
 #include "util/io_error.h"
 
@@ -19,27 +18,11 @@ namespace untorn {
 namespace {
 
 using testing::pattern;
-using testing::TempDir;
 
-constexpr uint64_t kSize = 64 << 20;
 constexpr uint64_t kFirst = 1 << 20, kSecond = 8 << 20;  // two groups in two folios
 
-class WritebackAbandonTest : public ::testing::Test {
+class WritebackAbandonTest : public testing::SmallCachedPathTest {
  protected:
-  void SetUp() override {
-    stack_ = std::make_unique<testing::JournaledBacking>(dir_, kSize);
-    Config::Cache c;
-    c.size = 16 << 20;
-    c.folio_max = 2 << 20;
-    path_ = std::make_unique<CachedPath>(*stack_->mapped, *stack_->map, *stack_->writer, c, 4096, 65536);
-  }
-  void TearDown() override { path_.reset(); }
-
-  std::vector<std::byte> on_device(uint64_t offset, size_t n) {
-    std::vector<std::byte> v(n);
-    stack_->device->read(offset, v);
-    return v;
-  }
   // Whether any block of the folio at `offset` is still under writeback.
   bool under_writeback(uint64_t offset) {
     FolioCache::Ref f = path_->folio_cache().find(offset, false);
@@ -47,10 +30,6 @@ class WritebackAbandonTest : public ::testing::Test {
     std::lock_guard fl(f->mutex());
     return f->any(Folio::writeback, 0, f->blocks());
   }
-
-  TempDir dir_;
-  std::unique_ptr<testing::JournaledBacking> stack_;
-  std::unique_ptr<CachedPath> path_;
 };
 
 TEST_F(WritebackAbandonTest, GroupsTakenBeforeAFailedAllocationAreWrittenByTheNextFlush) {
@@ -116,6 +95,26 @@ TEST_F(WritebackAbandonTest, ABatchThatRunsOutOfMemoryBeforeItsIoFailsLikeAFaile
   EXPECT_FALSE(under_writeback(kFirst)) << "the batch's group is stranded under writeback";
   path_->flush();
   EXPECT_EQ(on_device(kFirst, 65536), data) << "a flush succeeded without the group (D1)";
+}
+
+// In writethrough the same failure fails the write and drops its range: nothing stays
+// dirty (the cache promised to hold none), so no flush has anything to report, and the
+// range reads back as the device has it.
+TEST_F(WritebackAbandonTest, AWritethroughWriteWhoseCollectFailsLeavesNothingDirty) {
+  open_path(CacheMode::writethrough);
+  const auto data = pattern(131072, 27);
+  path_->write(kFirst, pattern(131072, 26), false);  // written through
+  int taken = 0;
+  path_->race_hooks().before_take_group = [&] {
+    if (++taken == 2) throw std::bad_alloc();
+  };
+  EXPECT_THROW(path_->write(kFirst, data, false), std::bad_alloc);
+  path_->race_hooks().before_take_group = nullptr;
+  ASSERT_EQ(taken, 2);
+  EXPECT_FALSE(under_writeback(kFirst));
+  EXPECT_EQ(path_->counters().dirty_bytes, 0u) << "a writethrough cache kept dirty data";
+  path_->flush();  // nothing failed that a flush must report
+  EXPECT_EQ(read(kFirst, 131072), on_device(kFirst, 131072)) << "the cache and the device disagree";
 }
 
 }  // namespace
