@@ -33,6 +33,7 @@ void Writeback::stop() {
     std::lock_guard lk(state_mutex_);
     stopping_ = true;
     progress_.notify_all();
+    work_.notify_all();
   }
   for (std::thread& t : threads_) t.join();
   threads_.clear();
@@ -45,7 +46,7 @@ void Writeback::add_dirty(int64_t bytes) {
     std::lock_guard lk(state_mutex_);
     if (!kicked_) {
       kicked_ = true;
-      progress_.notify_all();
+      work_.notify_all();
     }
   }
 }
@@ -59,11 +60,23 @@ uint64_t Writeback::begin_batch() {
 }
 
 void Writeback::end_batch(uint64_t seq) {
-  std::lock_guard lk(state_mutex_);
-  in_flight_.erase(in_flight_.find(seq));
-  batches_running_.fetch_sub(1);
-  ++completions_;
-  progress_.notify_all();
+  bool wake;
+  {
+    std::lock_guard lk(state_mutex_);
+    in_flight_.erase(in_flight_.find(seq));
+    batches_running_.fetch_sub(1);
+    completions_.fetch_add(1);
+    wake = progress_waiters_ != 0;
+  }
+  // Outside the mutex, so a woken waiter does not block on it at once; and only when a
+  // waiter is there (a request's write-through ends a batch every time).
+  if (wake) progress_.notify_all();
+}
+
+void Writeback::wait_progress(std::unique_lock<std::mutex>& lk, uint64_t seen) {
+  ++progress_waiters_;
+  progress_.wait(lk, [&] { return completions_.load() != seen; });
+  --progress_waiters_;
 }
 
 void Writeback::record_error(std::string_view message) noexcept {
@@ -371,11 +384,7 @@ void Writeback::wait_idle(uint64_t begin, uint64_t end) {
   // wait for, and none can start on this range while the caller holds it.
   if (batches_running_.load() == 0) return;
   for (;;) {
-    uint64_t seen;
-    {
-      std::lock_guard lk(state_mutex_);
-      seen = completions_;
-    }
+    const uint64_t seen = completions_.load();
     bool busy = false;
     for (const FolioCache::Ref& f : cache_.overlapping(begin, end - begin)) {
       std::lock_guard fl(f->mutex());
@@ -391,7 +400,7 @@ void Writeback::wait_idle(uint64_t begin, uint64_t end) {
     if (hooks_ && hooks_->on_wait_for_writeback) hooks_->on_wait_for_writeback();
 #endif
     std::unique_lock lk(state_mutex_);
-    progress_.wait(lk, [&] { return completions_ != seen; });
+    wait_progress(lk, seen);
   }
 }
 
@@ -476,7 +485,9 @@ void Writeback::flush() {
   // Writeback that started before now must finish too: its data may predate the flush.
   std::unique_lock lk(state_mutex_);
   const uint64_t target = next_seq_ - 1;
+  ++progress_waiters_;
   progress_.wait(lk, [&] { return in_flight_.empty() || *in_flight_.begin() > target; });
+  --progress_waiters_;
   std::string failure = own_error;
   if (failures_ > unreported_from) {
     // Failures since the last one a flush reported (every flush running now fails).
@@ -504,8 +515,7 @@ bool Writeback::help_or_wait() {
 bool Writeback::wait_for_progress() {
   std::unique_lock lk(state_mutex_);
   if (in_flight_.empty()) return false;
-  const uint64_t seen = completions_;
-  progress_.wait(lk, [&] { return completions_ != seen; });
+  wait_progress(lk, completions_.load());
   return true;
 }
 
@@ -515,7 +525,7 @@ void Writeback::thread_main(unsigned /*index*/) {
   for (;;) {
     {
       std::unique_lock lk(state_mutex_);
-      progress_.wait_for(lk, period, [&] {
+      work_.wait_for(lk, period, [&] {
         return stopping_ || kicked_ || dirty_bytes() > options_.background_bytes;
       });
       if (stopping_) return;

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <cstdint>
@@ -141,6 +142,8 @@ class Writeback {
   RangeLock::Guard lock_for_collect(const Folio& f, std::vector<Op>& ops, uint64_t* seq);
   uint64_t begin_batch();
   void end_batch(uint64_t seq);
+  // Waits (lk holds state_mutex_) until a batch ends after `seen` was read.
+  void wait_progress(std::unique_lock<std::mutex>& lk, uint64_t seen);
   // Counts a failure for the flushes to report (R1); the message is best effort.
   void record_error(std::string_view message) noexcept;
   // The message for a batch that failed as a whole (`failure` is not null).
@@ -160,10 +163,14 @@ class Writeback {
   std::mutex collector_mutex_;
 
   std::mutex state_mutex_;
-  std::condition_variable progress_;   // a batch finished, or work arrived
+  std::condition_variable progress_;   // a batch finished (notified only with waiters)
+  unsigned progress_waiters_ = 0;      // threads waiting on progress_
+  std::condition_variable work_;       // the writeback threads: work arrived, or stop
   std::multiset<uint64_t> in_flight_;  // batch sequence numbers
   uint64_t next_seq_ = 1;
-  uint64_t completions_ = 0;
+  // Batches ended; changed under the mutex, readable without it (wait_idle samples it
+  // before looking at the folios: a batch clearing writeback counts itself afterwards).
+  std::atomic<uint64_t> completions_{0};
   // Writeback failures no request took itself: counted, and every flush that began
   // before a failed one was reported fails with it. (One message consumed by the first
   // flush to look let a concurrent flush succeed with the data still dirty: D1, found by
