@@ -3,14 +3,17 @@
 //
 // Owns a process-wide pool. Blocks of 64 KiB and more are their own anonymous mappings;
 // freed ones (up to 64 MiB each) stay mapped on a reuse list of their size while the
-// kResidentReserve allows, otherwise munmap returns them at once. Smaller blocks (4K..32K, powers of two) are carved from
-// 2 MiB mappings per size and kept on a free list of that size when freed: posix_memalign
-// would waste up to a page per block and fragment the heap, so that a cache of 4K folios
-// used twice its budget in resident memory. Freed small blocks stay resident only up to
-// kResidentReserve in all; beyond it their pages are returned (madvise MADV_DONTNEED) and
-// the block waits, not resident, for reuse. So a cache whose 4K folios are replaced by
-// large ones does not hold both. Invariant: a block is page-aligned and its size is a
-// power of two >= 4096 (smaller requests get a page). Thread-safe.
+// kResidentReserve allows, otherwise munmap returns them at once. Smaller blocks
+// (4K..32K, powers of two) are carved from 2 MiB mappings per size and kept on a free
+// list of that size when freed: posix_memalign would waste up to a page per block and
+// fragment the heap, so that a cache of 4K folios used twice its budget in resident
+// memory. Freed small blocks stay resident only up to kResidentReserve in all; beyond it
+// their pages are returned (madvise MADV_DONTNEED) and the block waits, not resident, for
+// reuse. So a cache whose 4K folios are replaced by large ones does not hold both. New
+// mappings are populated when made (MAP_POPULATE: one call instead of a page fault per 4
+// KiB at first touch); so a size's partly used 2 MiB chunk is resident in full (at most 8
+// MiB over the four sizes). Invariant: a block is page-aligned and its size is a power of
+// two >= 4096 (smaller requests get a page). Thread-safe.
 #pragma once
 
 #include <cstddef>
