@@ -37,6 +37,13 @@ struct RaceHooks {
   // Writeback is about to take a group (dirty -> writeback) into its batch; a test throws
   // here to stand for memory running out half way through collecting a batch.
   std::function<void()> before_take_group;
+  // A writeback pass (write_some, flush) is about to collect its next folio, with the
+  // groups of the folios before it taken into its batch; a test throws here to stand for
+  // memory running out between two folios (lock_for_collect beginning the next batch).
+  std::function<void()> before_collecting_folio;
+  // A flush has passed every group it found dirty and is about to wait for the writeback
+  // batches already running (whose groups it passed by).
+  std::function<void()> before_flush_waits;
   // A write that found a group crossing its edges, or a zero, waits only for writeback of
   // its own blocks, not of the whole widened range (so it may act on a group half completed).
   bool skip_wide_wait = false;

@@ -431,6 +431,9 @@ uint64_t Writeback::write_some(uint64_t max_bytes, bool expired_only) {
       if (total >= max_bytes) break;
       FolioCache::Ref f = cache_.find(offset, false);
       if (!f) continue;
+#ifdef UNTORN_TEST_HOOKS
+      if (hooks_ && hooks_->before_collecting_folio) hooks_->before_collecting_folio();
+#endif
       // Shared: no request is half copied into what we take. Groups starting in this
       // folio reach at most A - block past its end.
       auto guard = lock_for_collect(*f, ops, &seq);
@@ -461,6 +464,9 @@ void Writeback::flush() {
       for (; i < offsets.size() && bytes < options_.batch_bytes; ++i) {
         FolioCache::Ref f = cache_.find(offsets[i], false);
         if (!f) continue;
+#ifdef UNTORN_TEST_HOOKS
+        if (hooks_ && hooks_->before_collecting_folio) hooks_->before_collecting_folio();
+#endif
         auto guard = lock_for_collect(*f, ops, &seq);
         bytes += collect(f->offset(), f->end(), UINT64_MAX, false, ops);
       }
@@ -483,6 +489,9 @@ void Writeback::flush() {
     }
   }
   // Writeback that started before now must finish too: its data may predate the flush.
+#ifdef UNTORN_TEST_HOOKS
+  if (hooks_ && hooks_->before_flush_waits) hooks_->before_flush_waits();
+#endif
   std::unique_lock lk(state_mutex_);
   const uint64_t target = next_seq_ - 1;
   ++progress_waiters_;

@@ -5,8 +5,11 @@
 // allocation would fail.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <new>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "cache/cached_path.h"
@@ -95,6 +98,61 @@ TEST_F(WritebackAbandonTest, ABatchThatRunsOutOfMemoryBeforeItsIoFailsLikeAFaile
   EXPECT_FALSE(under_writeback(kFirst)) << "the batch's group is stranded under writeback";
   path_->flush();
   EXPECT_EQ(on_device(kFirst, 65536), data) << "a flush succeeded without the group (D1)";
+}
+
+// A flush that runs while another pass is collecting passes the groups that pass took by
+// (they are under writeback) and waits for its batch. When that batch is given back
+// instead (memory ran out before its next folio), the flush must not succeed: the group
+// it passed by was never written (D1). It fails with EIO, and the next flush writes it.
+TEST_F(WritebackAbandonTest, AFlushThatPassedAGivenBackGroupByFails) {
+  const auto first = pattern(65536, 28), second = pattern(65536, 29);
+  path_->write(kFirst, first, false);
+  path_->write(kSecond, second, false);
+  std::mutex m;
+  std::condition_variable cv;
+  bool flush_waiting = false, flush_done = false;
+  int flush_errno = 0;
+  std::string flush_message;
+  std::thread flusher;
+  path_->race_hooks().before_flush_waits = [&] {
+    std::lock_guard lk(m);
+    flush_waiting = true;
+    cv.notify_all();
+  };
+  int folios = 0;
+  path_->race_hooks().before_collecting_folio = [&] {
+    if (++folios != 2) return;  // the first folio's group is in the batch now
+    flusher = std::thread([&] {
+      try {
+        path_->flush();
+      } catch (const IoError& e) {
+        flush_errno = e.err();
+        flush_message = e.what();
+      } catch (...) {
+        flush_errno = -1;
+      }
+      std::lock_guard lk(m);
+      flush_done = true;
+      cv.notify_all();
+    });
+    {
+      std::unique_lock lk(m);
+      cv.wait(lk, [&] { return flush_waiting || flush_done; });
+    }
+    throw std::bad_alloc();
+  };
+  EXPECT_THROW(path_->writeback().write_some(UINT64_MAX, false), std::bad_alloc);
+  ASSERT_TRUE(flusher.joinable()) << "the pass did not reach a second folio";
+  flusher.join();
+  path_->race_hooks().before_collecting_folio = nullptr;
+  path_->race_hooks().before_flush_waits = nullptr;
+  EXPECT_EQ(flush_errno, EIO) << "a flush succeeded though a group it passed by was given back unwritten (D1): "
+                              << flush_message;
+  EXPECT_FALSE(under_writeback(kFirst));
+  EXPECT_FALSE(under_writeback(kSecond));
+  path_->flush();  // the failure was reported once; this one writes what is left
+  EXPECT_EQ(on_device(kFirst, 65536), first);
+  EXPECT_EQ(on_device(kSecond, 65536), second);
 }
 
 // In writethrough the same failure fails the write and drops its range: nothing stays
