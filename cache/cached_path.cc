@@ -349,6 +349,10 @@ std::vector<FolioCache::Ref> CachedPath::copy_in(uint64_t offset, uint64_t lengt
     bool created;
     FolioCache::Ref f = cache_.find_or_create(pos, b0, b1, &created);
     if (created) created_folios.push_back(f);
+    // Listed before anything changes: listing allocates, and memory running out here
+    // leaves the folio as it was (one listed with nothing dirty costs a flush a look).
+    // Listed again below, as a writeback completing meanwhile may have unlisted it.
+    cache_.mark_dirty(*f);
     const uint64_t to = std::min(b1, f->end());
     const size_t fb = f->block_of(pos), fe = f->block_of(to - 1) + 1;
     const uint64_t s = std::max(offset, pos), t = std::min(end, to);
@@ -392,9 +396,17 @@ std::vector<FolioCache::Ref> CachedPath::copy_in(uint64_t offset, uint64_t lengt
   return created_folios;
 }
 
-void CachedPath::invalidate(uint64_t b0, uint64_t b1) {
+void CachedPath::invalidate(uint64_t b0, uint64_t b1) noexcept {
+  // It runs where memory may have run out (a write-through whose collect failed): the
+  // folios are walked one at a time, with no list to allocate, and dropping one is best
+  // effort (left in the cache, its blocks are not uptodate and are read again).
   int64_t dropped = 0;
-  for (FolioCache::Ref& f : cache_.overlapping(b0, b1 - b0)) {
+  for (uint64_t pos = b0; pos < b1;) {
+    FolioCache::Ref f = cache_.find(pos, false);
+    if (!f) {
+      pos = cache_.next_folio(pos, b1);
+      continue;
+    }
     const size_t fb = f->block_of(std::max(b0, f->offset()));
     const size_t fe = f->block_of(std::min(b1, f->end()) - 1) + 1;
     {
@@ -404,7 +416,13 @@ void CachedPath::invalidate(uint64_t b0, uint64_t b1) {
         f->set(bit, fb, fe, false);
     }
     cache_.mark_clean(*f);
-    if (f->offset() >= b0 && f->end() <= b1) cache_.drop_if_clean(f);
+    pos = f->end();
+    if (f->offset() >= b0 && f->end() <= b1) {
+      try {
+        cache_.drop_if_clean(f);
+      } catch (...) {
+      }
+    }
   }
   writeback_.add_dirty(-dropped * static_cast<int64_t>(block_));
 }

@@ -115,7 +115,7 @@ class CachedPath final : public RequestPath {
                                        bool atomic);
   // Drops [b0, b1) from the cache (dirty data too): after the device has it or after a
   // failed writethrough.
-  void invalidate(uint64_t b0, uint64_t b1);
+  void invalidate(uint64_t b0, uint64_t b1) noexcept;
   // Mappings probed for a read with no lock held, to be revalidated under it.
   struct ReadMappings {
     std::vector<ExtentMap::Mapping> probed;

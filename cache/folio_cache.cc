@@ -33,7 +33,12 @@ void FolioCache::index_locked(Shard& s, const Ref& f) {
 std::map<uint64_t, FolioCache::Ref>::iterator FolioCache::unindex_locked(
     Shard& s, std::map<uint64_t, Ref>::iterator it, std::vector<Ref>& released) {
   released.push_back(it->second);  // first: it may throw, and nothing has changed yet
-  const Folio& f = *it->second;
+  Folio& f = *it->second;
+  // Clean, but listed still when a write listed it and then failed before dirtying it.
+  if (f.listed_dirty.load()) {
+    s.dirty.erase(f.offset());
+    f.listed_dirty.store(false);
+  }
   auto r = s.regions.find(f.offset() / folio_max_);
   const size_t first = (f.offset() % folio_max_) / block_;
   std::fill_n(r->second.slots.begin() + static_cast<ptrdiff_t>(first), f.blocks(), nullptr);
