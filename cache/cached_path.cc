@@ -349,10 +349,6 @@ std::vector<FolioCache::Ref> CachedPath::copy_in(uint64_t offset, uint64_t lengt
     bool created;
     FolioCache::Ref f = cache_.find_or_create(pos, b0, b1, &created);
     if (created) created_folios.push_back(f);
-    // Listed before anything changes: listing allocates, and memory running out here
-    // leaves the folio as it was (one listed with nothing dirty costs a flush a look).
-    // Listed again below, as a writeback completing meanwhile may have unlisted it.
-    cache_.mark_dirty(*f);
     const uint64_t to = std::min(b1, f->end());
     const size_t fb = f->block_of(pos), fe = f->block_of(to - 1) + 1;
     const uint64_t s = std::max(offset, pos), t = std::min(end, to);

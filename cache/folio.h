@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 
 #include "cache/folio_memory.h"
@@ -67,6 +68,10 @@ class Folio : public std::enable_shared_from_this<Folio> {
   // (to false) also under mutex(); a writer that set dirty bits and then reads true knows
   // the folio stays listed until those bits are written back.
   std::atomic<bool> listed_dirty{false};
+  // The node of the shard's dirty list that lists this folio, made with the folio, while
+  // the folio is not listed (under the shard mutex): so listing it allocates nothing and
+  // cannot fail (a failure once left dirty blocks unlisted, invisible to flushes: D1).
+  std::set<uint64_t>::node_type listing_node;
 
   // CLOCK: set on every hit, cleared by the eviction hand.
   std::atomic<bool> referenced{false};

@@ -58,9 +58,9 @@ class FolioCache {
   // folio already listed costs one atomic load), mark_clean after it may have lost its
   // last ones (it re-checks under the locks). A folio stays listed while any block is
   // dirty or under writeback: block status finds data not yet on the device there (E1),
-  // including a group collected for writeback whose device write has not begun. A writer
-  // may also list a folio before dirtying it (listing allocates; see CachedPath::copy_in):
-  // a clean folio left listed is unlisted when it leaves the index.
+  // including a group collected for writeback whose device write has not begun. Listing
+  // a folio made here allocates nothing (it reuses the folio's listing_node), so it never
+  // throws; a folio listed when it leaves the index is unlisted then.
   void mark_dirty(Folio& folio);
   void mark_clean(Folio& folio);
   // Offsets of dirty folios, in shard order, starting after the shard cursor `*cursor`

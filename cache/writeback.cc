@@ -32,7 +32,6 @@ void Writeback::stop() {
   {
     std::lock_guard lk(state_mutex_);
     stopping_ = true;
-    progress_.notify_all();
     work_.notify_all();
   }
   for (std::thread& t : threads_) t.join();
@@ -314,8 +313,9 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
         }
       }
       // A failed group is dirty again: register it (a writer may have cleaned and
-      // unlisted the folio since the bits changed). Listing allocates: should it fail, the
-      // other pieces still complete and the failure is recorded below.
+      // unlisted the folio since the bits changed). Listing allocates only for a folio
+      // made outside FolioCache::find_or_create: should it fail, the other pieces still
+      // complete and the failure is recorded below.
       if (ok) {
         cache_.mark_clean(*p.folio);
       } else {
