@@ -17,11 +17,13 @@ constexpr size_t kChunk = 2 << 20;
 constexpr size_t kSmallClasses = 4;  // 4K, 8K, 16K, 32K
 constexpr size_t kLargeClasses = 11; // 64K .. 64M: kept for reuse; larger are always unmapped
 
-// Populated at once: the block is about to be written (a request's copy, a read from the
-// device), and one mmap faulting every page in costs far less than a fault per 4 KiB on
-// first touch (on a virtual machine each is a trap to the hypervisor).
-std::byte* map(size_t size) {
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+// `populate`: every page faulted in by the one call, far cheaper than a fault per 4 KiB at
+// first touch (on a virtual machine each is a trap to the hypervisor). Used for the
+// chunks small blocks are carved from, whose blocks are about to be written; not for
+// large blocks, which are mapped under the cache's shard mutex.
+std::byte* map(size_t size, bool populate = false) {
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0), -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   return static_cast<std::byte*>(p);
 }
@@ -97,7 +99,7 @@ FolioMemory::Block FolioMemory::allocate(size_t size) {
   std::lock_guard lk(pool.mutex);
   if (std::byte* p = take_resident(pool.resident, size)) return Block(p, Free{size});
   if (pool.not_resident.empty()) {
-    std::byte* chunk = map(kChunk);
+    std::byte* chunk = map(kChunk, /*populate=*/true);
     for (size_t at = kChunk; at > 0; at -= size) pool.not_resident.push_back(chunk + at - size);
   }
   std::byte* p = pool.not_resident.back();

@@ -9,10 +9,10 @@
 // fragment the heap, so that a cache of 4K folios used twice its budget in resident
 // memory. Freed small blocks stay resident only up to kResidentReserve in all; beyond it
 // their pages are returned (madvise MADV_DONTNEED) and the block waits, not resident, for
-// reuse. So a cache whose 4K folios are replaced by large ones does not hold both. New
-// mappings are populated when made (MAP_POPULATE: one call instead of a page fault per 4
-// KiB at first touch); so a size's partly used 2 MiB chunk is resident in full (at most 8
-// MiB over the four sizes). Invariant: a block is page-aligned and its size is a power of
+// reuse. So a cache whose 4K folios are replaced by large ones does not hold both. The 2
+// MiB chunks are populated when mapped (MAP_POPULATE: one call instead of a page fault per
+// 4 KiB at first touch); so a size's partly used chunk is resident in full (at most 8 MiB
+// over the four sizes). Invariant: a block is page-aligned and its size is a power of
 // two >= 4096 (smaller requests get a page). Thread-safe.
 #pragma once
 
