@@ -5,6 +5,7 @@
 // allocation would fail.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <new>
@@ -137,7 +138,9 @@ TEST_F(WritebackAbandonTest, AFlushThatPassedAGivenBackGroupByFails) {
     });
     {
       std::unique_lock lk(m);
-      cv.wait(lk, [&] { return flush_waiting || flush_done; });
+      // A bound, not a synchronisation: a flush stuck before its wait fails the test.
+      if (!cv.wait_for(lk, std::chrono::seconds(60), [&] { return flush_waiting || flush_done; }))
+        ADD_FAILURE() << "the flush neither waited for the running batch nor finished";
     }
     throw std::bad_alloc();
   };
