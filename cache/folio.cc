@@ -10,11 +10,15 @@ Folio::Folio(uint64_t offset, uint32_t size, uint32_t block_size)
       block_(block_size),
       words_((size / block_size + 63) / 64),
       data_(FolioMemory::allocate(size)),
-      bits_(std::make_unique<uint64_t[]>(words_ * kBits)) {}
+      bits_(std::make_unique<uint64_t[]>(words_ * kBits)) {
+  std::set<uint64_t> one{offset};
+  listing_node = one.extract(one.begin());
+}
 
 uint64_t Folio::memory_cost() const {
-  // data + the Folio and its shared_ptr control block + bitmaps + an index map node.
-  return FolioMemory::footprint(size_) + sizeof(Folio) + 32 + words_ * kBits * sizeof(uint64_t) + 64;
+  // data + the Folio and its shared_ptr control block + bitmaps + an index map node + its
+  // dirty list node.
+  return FolioMemory::footprint(size_) + sizeof(Folio) + 32 + words_ * kBits * sizeof(uint64_t) + 64 + 48;
 }
 
 void Folio::set(Bit bit, size_t b, size_t e, bool value) {

@@ -68,9 +68,10 @@ class Folio : public std::enable_shared_from_this<Folio> {
   // (to false) also under mutex(); a writer that set dirty bits and then reads true knows
   // the folio stays listed until those bits are written back.
   std::atomic<bool> listed_dirty{false};
-  // The node of the shard's dirty list that lists this folio, made with the folio, while
-  // the folio is not listed (under the shard mutex): so listing it allocates nothing and
-  // cannot fail (a failure once left dirty blocks unlisted, invisible to flushes: D1).
+  // The node of its shard's dirty list that lists this folio: made with the folio, held
+  // here while the folio is not listed, in the list while it is (moved under the shard
+  // mutex). So listing allocates nothing and cannot fail (an allocation failure there
+  // once left dirty blocks unlisted, invisible to flushes: D1).
   std::set<uint64_t>::node_type listing_node;
 
   // CLOCK: set on every hit, cleared by the eviction hand.

@@ -33,13 +33,7 @@ void FolioCache::index_locked(Shard& s, const Ref& f) {
 std::map<uint64_t, FolioCache::Ref>::iterator FolioCache::unindex_locked(
     Shard& s, std::map<uint64_t, Ref>::iterator it, std::vector<Ref>& released) {
   released.push_back(it->second);  // first: it may throw, and nothing has changed yet
-  Folio& f = *it->second;
-  // Clean but listed still (only if some path cleared its blocks without mark_clean):
-  // the list never names a folio that left the index.
-  if (f.listed_dirty.load()) {
-    s.dirty.erase(f.offset());
-    f.listed_dirty.store(false);
-  }
+  const Folio& f = *it->second;
   auto r = s.regions.find(f.offset() / folio_max_);
   const size_t first = (f.offset() % folio_max_) / block_;
   std::fill_n(r->second.slots.begin() + static_cast<ptrdiff_t>(first), f.blocks(), nullptr);
@@ -97,10 +91,6 @@ FolioCache::Ref FolioCache::find_or_create(uint64_t offset, uint64_t lo, uint64_
     start = offset / size * size;
   }
   auto f = std::make_shared<Folio>(start, static_cast<uint32_t>(size), block_);
-  {
-    std::set<uint64_t> one{start};
-    f->listing_node = one.extract(one.begin());
-  }
   index_locked(s, f);
   *created = true;
   return f;
@@ -122,16 +112,12 @@ bool FolioCache::drop_if_clean(Ref& folio) {
   return true;
 }
 
-void FolioCache::mark_dirty(Folio& folio) {
+void FolioCache::mark_dirty(Folio& folio) noexcept {
   if (folio.listed_dirty.load()) return;  // stays listed while it has dirty blocks
   Shard& s = shard_for(folio.offset());
   std::lock_guard lk(s.mutex);
-  if (folio.listing_node) {
-    auto r = s.dirty.insert(std::move(folio.listing_node));
-    if (!r.inserted) folio.listing_node = std::move(r.node);
-  } else {
-    s.dirty.insert(folio.offset());  // a folio made outside find_or_create: allocates
-  }
+  auto r = s.dirty.insert(std::move(folio.listing_node));
+  if (!r.inserted) folio.listing_node = std::move(r.node);  // listed by an older folio here
   folio.listed_dirty.store(true);
 }
 
@@ -144,8 +130,8 @@ void FolioCache::mark_clean(Folio& folio) {
   // IntegrationTest.ConcurrentConnectionsMatchAModelWithBlockStatus, which failed 3 runs
   // in 12 without it).
   if (folio.dirty_blocks() == 0 && folio.writeback_blocks() == 0) {
-    auto node = s.dirty.extract(folio.offset());
-    if (node && !folio.listing_node) folio.listing_node = std::move(node);
+    if (auto node = s.dirty.extract(folio.offset()); node && !folio.listing_node)
+      folio.listing_node = std::move(node);
     folio.listed_dirty.store(false);
   }
 }

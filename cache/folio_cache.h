@@ -59,9 +59,8 @@ class FolioCache {
   // last ones (it re-checks under the locks). A folio stays listed while any block is
   // dirty or under writeback: block status finds data not yet on the device there (E1),
   // including a group collected for writeback whose device write has not begun. Listing
-  // a folio made here allocates nothing (it reuses the folio's listing_node), so it never
-  // throws; a folio listed when it leaves the index is unlisted then.
-  void mark_dirty(Folio& folio);
+  // allocates nothing (it moves the folio's own listing_node), so it cannot fail.
+  void mark_dirty(Folio& folio) noexcept;
   void mark_clean(Folio& folio);
   // Offsets of dirty folios, in shard order, starting after the shard cursor `*cursor`
   // (updated), at most `max` of them.

@@ -72,9 +72,9 @@ void Writeback::end_batch(uint64_t seq) {
   if (wake) progress_.notify_all();
 }
 
-void Writeback::wait_progress(std::unique_lock<std::mutex>& lk, uint64_t seen) {
+void Writeback::wait_progress(std::unique_lock<std::mutex>& lk, const std::function<bool()>& done) {
   ++progress_waiters_;
-  progress_.wait(lk, [&] { return completions_.load() != seen; });
+  progress_.wait(lk, done);
   --progress_waiters_;
 }
 
@@ -290,7 +290,6 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
   }
   constexpr size_t kNone = SIZE_MAX;
   size_t first_failed = kNone;
-  bool listing_failed = false;
   uint64_t written = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
     Op& op = ops[i];
@@ -313,18 +312,9 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
         }
       }
       // A failed group is dirty again: register it (a writer may have cleaned and
-      // unlisted the folio since the bits changed). Listing allocates only for a folio
-      // made outside FolioCache::find_or_create: should it fail, the other pieces still
-      // complete and the failure is recorded below.
-      if (ok) {
-        cache_.mark_clean(*p.folio);
-      } else {
-        try {
-          cache_.mark_dirty(*p.folio);
-        } catch (...) {
-          listing_failed = true;
-        }
-      }
+      // unlisted the folio since the bits changed).
+      if (ok) cache_.mark_clean(*p.folio);
+      else cache_.mark_dirty(*p.folio);
     }
     if (ok) {
       written += op.length;
@@ -339,7 +329,6 @@ void Writeback::submit(std::vector<Op>& ops, uint64_t seq, bool fua, bool droppe
   try {
     if (first_failed < writes.size() && writes[first_failed].error) first_error = writes[first_failed].message;
     else first_error = describe(batch_failure);
-    if (listing_failed) first_error += " (and no memory to list a folio dirty again: it is kept only by its bits)";
   } catch (...) {  // no memory for the message: the failure is recorded all the same
   }
   // A request's own write-through fails that request; the next flush retries what stays
@@ -400,7 +389,7 @@ void Writeback::wait_idle(uint64_t begin, uint64_t end) {
     if (hooks_ && hooks_->on_wait_for_writeback) hooks_->on_wait_for_writeback();
 #endif
     std::unique_lock lk(state_mutex_);
-    wait_progress(lk, seen);
+    wait_progress(lk, [&] { return completions_.load() != seen; });
   }
 }
 
@@ -494,9 +483,7 @@ void Writeback::flush() {
 #endif
   std::unique_lock lk(state_mutex_);
   const uint64_t target = next_seq_ - 1;
-  ++progress_waiters_;
-  progress_.wait(lk, [&] { return in_flight_.empty() || *in_flight_.begin() > target; });
-  --progress_waiters_;
+  wait_progress(lk, [&] { return in_flight_.empty() || *in_flight_.begin() > target; });
   std::string failure = own_error;
   if (failures_ > unreported_from) {
     // Failures since the last one a flush reported (every flush running now fails).
@@ -524,7 +511,8 @@ bool Writeback::help_or_wait() {
 bool Writeback::wait_for_progress() {
   std::unique_lock lk(state_mutex_);
   if (in_flight_.empty()) return false;
-  wait_progress(lk, completions_.load());
+  const uint64_t seen = completions_.load();
+  wait_progress(lk, [&] { return completions_.load() != seen; });
   return true;
 }
 

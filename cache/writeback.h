@@ -142,8 +142,9 @@ class Writeback {
   RangeLock::Guard lock_for_collect(const Folio& f, std::vector<Op>& ops, uint64_t* seq);
   uint64_t begin_batch();
   void end_batch(uint64_t seq);
-  // Waits (lk holds state_mutex_) until a batch ends after `seen` was read.
-  void wait_progress(std::unique_lock<std::mutex>& lk, uint64_t seen);
+  // Waits on progress_ (lk holds state_mutex_) until `done`, counted in progress_waiters_
+  // (end_batch notifies only when someone waits).
+  void wait_progress(std::unique_lock<std::mutex>& lk, const std::function<bool()>& done);
   // Counts a failure for the flushes to report (R1); the message is best effort.
   void record_error(std::string_view message) noexcept;
   // The message for a batch that failed as a whole (`failure` is not null).
