@@ -206,18 +206,27 @@ bool FolioCache::evict_to_fit(uint64_t bytes) {
   return true;
 }
 
-std::vector<FolioCache::Ref> FolioCache::overlapping(uint64_t offset, uint64_t length) {
-  std::vector<Ref> out;
-  const uint64_t end = offset + length;
+bool FolioCache::any_block(uint64_t offset, uint64_t length, Folio::Bit bit) {
+  const uint64_t end = std::min(offset + length, device_size_);
   for (uint64_t region = offset / folio_max_ * folio_max_; region < end; region += folio_max_) {
     Shard& s = shard_for(region);
     std::lock_guard lk(s.mutex);
-    auto it = s.folios.upper_bound(std::max(offset, region));
-    if (it != s.folios.begin()) --it;
-    for (; it != s.folios.end() && it->first < std::min(end, region + folio_max_); ++it)
-      if (it->second->end() > std::max(offset, region)) out.push_back(it->second);
+    auto r = s.regions.find(region / folio_max_);
+    if (r == s.regions.end()) continue;
+    const uint64_t from = std::max(offset, region), to = std::min(end, region + folio_max_);
+    for (size_t i = (from - region) / block_, last = (to - region - 1) / block_; i <= last;) {
+      Folio* f = r->second.slots[i];
+      if (!f) {
+        ++i;
+        continue;
+      }
+      const uint64_t fe = std::min(to, f->end());
+      std::lock_guard fl(f->mutex());
+      if (f->any(bit, f->block_of(std::max(from, f->offset())), f->block_of(fe - 1) + 1)) return true;
+      i = (f->end() - region) / block_;
+    }
   }
-  return out;
+  return false;
 }
 
 std::vector<FolioCache::Ref> FolioCache::dirty_folios(uint64_t offset, uint64_t length) {

@@ -72,8 +72,10 @@ class FolioCache {
   // it got there (false: what is left is dirty, under writeback or in use).
   bool evict_to_fit(uint64_t bytes);
 
-  // Every folio overlapping [offset, offset+length), ascending.
-  std::vector<Ref> overlapping(uint64_t offset, uint64_t length);
+  // Whether a block of [offset, offset+length) held by a folio has `bit` set. Allocates
+  // nothing and takes no reference: the block tables are read under the shard mutex
+  // (and each folio's bits under its mutex), region by region.
+  bool any_block(uint64_t offset, uint64_t length, Folio::Bit bit);
   // Every folio on a dirty list (dirty or under writeback) overlapping the range; cost
   // bounded by the shard count however long the range (block status over a whole image).
   std::vector<Ref> dirty_folios(uint64_t offset, uint64_t length);

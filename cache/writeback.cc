@@ -374,17 +374,7 @@ void Writeback::wait_idle(uint64_t begin, uint64_t end) {
   if (batches_running_.load() == 0) return;
   for (;;) {
     const uint64_t seen = completions_.load();
-    bool busy = false;
-    for (const FolioCache::Ref& f : cache_.overlapping(begin, end - begin)) {
-      std::lock_guard fl(f->mutex());
-      const size_t b = f->block_of(std::max(begin, f->offset()));
-      const size_t e = f->block_of(std::min(end, f->end()) - 1) + 1;
-      if (f->any(Folio::writeback, b, e)) {
-        busy = true;
-        break;
-      }
-    }
-    if (!busy) return;
+    if (!cache_.any_block(begin, end - begin, Folio::writeback)) return;
 #ifdef UNTORN_TEST_HOOKS
     if (hooks_ && hooks_->on_wait_for_writeback) hooks_->on_wait_for_writeback();
 #endif

@@ -1,0 +1,81 @@
+// Tests of cache/FolioCache's index walks: any_block (what Writeback::wait_idle asks on
+// every write) across folio sizes, edges and regions.
+#include <gtest/gtest.h>
+
+#include "cache/cache_stats.h"
+#include "cache/folio_cache.h"
+
+namespace untorn {
+namespace {
+
+constexpr uint32_t kBlock = 4096;
+constexpr uint64_t kFolioMax = 64 * 1024;
+
+class FolioCacheTest : public ::testing::Test {
+ protected:
+  FolioCacheTest() : cache_(16 * kFolioMax, kBlock, kFolioMax, 16 * kFolioMax, stats_) {}
+
+  // A folio made to fit [lo, hi), holding `at`.
+  FolioCache::Ref make(uint64_t at, uint64_t lo, uint64_t hi) {
+    bool created;
+    FolioCache::Ref f = cache_.find_or_create(at, lo, hi, &created);
+    EXPECT_TRUE(created);
+    return f;
+  }
+  void set(const FolioCache::Ref& f, uint64_t at, Folio::Bit bit, bool value) {
+    std::lock_guard fl(f->mutex());
+    f->set(bit, f->block_of(at), f->block_of(at) + 1, value);
+  }
+
+  CacheStats stats_;
+  FolioCache cache_;
+};
+
+TEST_F(FolioCacheTest, AnyBlockFindsABitOnlyInsideTheRange) {
+  // Region 1 holds a 64K folio; region 2 two 4K ones at its start and an 8K one after a gap;
+  // region 4 a 16K one in its middle.
+  auto big = make(kFolioMax, kFolioMax, 2 * kFolioMax);
+  auto small = make(2 * kFolioMax, 2 * kFolioMax, 2 * kFolioMax + kBlock);
+  auto mid = make(2 * kFolioMax + 4 * kBlock, 2 * kFolioMax + 4 * kBlock, 2 * kFolioMax + 6 * kBlock);
+  auto next = make(2 * kFolioMax + kBlock, 2 * kFolioMax + kBlock, 2 * kFolioMax + 2 * kBlock);
+  auto far = make(4 * kFolioMax + 8 * kBlock, 4 * kFolioMax + 8 * kBlock, 4 * kFolioMax + 12 * kBlock);
+  ASSERT_EQ(big->size(), kFolioMax);
+  ASSERT_EQ(small->size(), kBlock);
+  ASSERT_EQ(mid->size(), 2 * kBlock);
+  ASSERT_EQ(far->size(), 4 * kBlock);
+  const uint64_t all = 16 * kFolioMax;
+  EXPECT_FALSE(cache_.any_block(0, all, Folio::writeback));
+
+  // One block in the middle of the big folio: found by every range covering it, whatever
+  // part of the folio the range starts or ends in, and by no other.
+  const uint64_t at = kFolioMax + 7 * kBlock;
+  set(big, at, Folio::writeback, true);
+  EXPECT_TRUE(cache_.any_block(0, all, Folio::writeback));
+  EXPECT_TRUE(cache_.any_block(at, kBlock, Folio::writeback));
+  EXPECT_TRUE(cache_.any_block(at - 3 * kBlock, 4 * kBlock, Folio::writeback));
+  EXPECT_TRUE(cache_.any_block(at, kFolioMax, Folio::writeback));
+  EXPECT_FALSE(cache_.any_block(at - 3 * kBlock, 3 * kBlock, Folio::writeback));
+  EXPECT_FALSE(cache_.any_block(at + kBlock, 8 * kBlock, Folio::writeback));
+  EXPECT_FALSE(cache_.any_block(at, kBlock, Folio::dirty));  // another bit
+  set(big, at, Folio::writeback, false);
+
+  // The second folio after a gap in its region, and a folio deep in a later region: a
+  // range starting in an empty region or an empty gap still reaches them.
+  // A folio right after another: walking on from the first reaches it.
+  set(next, next->offset(), Folio::dirty, true);
+  EXPECT_TRUE(cache_.any_block(2 * kFolioMax, 2 * kBlock, Folio::dirty));
+  EXPECT_FALSE(cache_.any_block(2 * kFolioMax, kBlock, Folio::dirty));
+  set(next, next->offset(), Folio::dirty, false);
+  set(mid, mid->offset() + kBlock, Folio::dirty, true);
+  EXPECT_TRUE(cache_.any_block(2 * kFolioMax + kBlock, 5 * kBlock, Folio::dirty));
+  EXPECT_FALSE(cache_.any_block(2 * kFolioMax, 5 * kBlock, Folio::dirty));
+  EXPECT_TRUE(cache_.any_block(0, all, Folio::dirty));
+  set(far, far->end() - kBlock, Folio::writeback, true);
+  EXPECT_TRUE(cache_.any_block(3 * kFolioMax + kBlock, 2 * kFolioMax, Folio::writeback));
+  EXPECT_FALSE(cache_.any_block(3 * kFolioMax, kFolioMax + 11 * kBlock, Folio::writeback));
+  EXPECT_TRUE(cache_.any_block(far->end() - kBlock, kBlock, Folio::writeback));
+  EXPECT_FALSE(cache_.any_block(far->end(), all - far->end(), Folio::writeback));
+}
+
+}  // namespace
+}  // namespace untorn
