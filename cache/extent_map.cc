@@ -54,12 +54,6 @@ std::map<uint64_t, ExtentMap::Entry>::iterator ExtentMap::find_locked(Shard& s, 
   return it->second.end > offset ? it : s.entries.end();
 }
 
-bool ExtentMap::known_in_locked(Shard& s, uint64_t begin, uint64_t end) {
-  auto it = s.entries.lower_bound(begin);
-  if (it != s.entries.end() && it->first < end) return true;
-  return it != s.entries.begin() && std::prev(it)->second.end > begin;
-}
-
 int64_t ExtentMap::assign_locked(Shard& s, uint64_t begin, uint64_t end,
                                  std::optional<Allocation> state) {
   if (begin >= end) return 0;
@@ -234,14 +228,10 @@ void ExtentMap::begin_change(uint64_t offset, uint64_t length) {
     std::lock_guard lk(s.mutex);
     bump(s);
     ++s.changing;
-    // Data while the change runs: the one answer that is never wrong (E1). Where nothing
-    // is known there is nothing to correct: a probe meanwhile is not stored (the shard is
-    // changing) and is handed out invalid, and lookups find nothing.
-    if (known_in_locked(s, pos, to)) {
-      auto it = find_locked(s, pos);
-      if (!(it != s.entries.end() && it->second.state == Allocation::data && it->second.end >= to))
-        account(s, assign_locked(s, pos, to, Allocation::data));
-    }
+    // Data while the change runs: the one answer that is never wrong (E1).
+    auto it = find_locked(s, pos);
+    if (!(it != s.entries.end() && it->second.state == Allocation::data && it->second.end >= to))
+      account(s, assign_locked(s, pos, to, Allocation::data));
     pos = to;
   }
 }
@@ -256,11 +246,6 @@ void ExtentMap::end_change(uint64_t offset, uint64_t length, std::optional<Alloc
     int64_t delta = 0;
     if (!result) {
       delta += assign_locked(s, pos, to, std::nullopt);
-    } else if (*result == Allocation::data && !known_in_locked(s, pos, to)) {
-      // Written where nothing was known (begin_change left it so, and nothing can be
-      // stored in the range while it changes): it stays unknown, probed when asked. Random
-      // writes over an unprobed image would otherwise leave an entry each, and every
-      // change pays for the map's depth (a tenth of the write-through path's user CPU).
     } else {
       delta += assign_locked(s, pos, rb, Allocation::data);
       auto it = find_locked(s, rb);

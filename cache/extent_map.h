@@ -9,16 +9,13 @@
 // probes a call, and no lock is held across them.
 // Keeping current: every change of the allocation that untorn makes goes through
 // begin_change / end_change (cache/MappedDevice calls them around each device write and
-// zero). begin_change bumps the shard's sequence and marks the range data where any of
-// it is known; end_change records the outcome and bumps the sequence again. A write of
-// data where nothing was known leaves it unknown (probed when asked): random writes into
-// an unprobed image would otherwise leave an entry each, and every change pays for the
-// map's depth. So:
+// zero). begin_change bumps the shard's sequence and marks the range data; end_change
+// records the outcome and bumps the sequence again. So:
 //   - a mapping handed out before or during a change is never valid after it;
-//   - while a change runs, its range reads as "data" or is unknown, the harmless
-//     answers: a stale "data" only calls zeroes data, a stale "hole" or "zero" would call
-//     data zero (E1) or let a read return zeroes for data. Nothing here ever reports hole
-//     or zero for a range a change is writing (a probe meanwhile is handed out invalid).
+//   - while a change runs, its range reads as "data", the harmless direction: a stale
+//     "data" only calls zeroes data, a stale "hole" or "zero" would call data zero (E1)
+//     or let a read return zeroes for data. Nothing here ever reports hole or zero for a
+//     range a change is writing.
 // A probe's answer is stored only if no change began in its shard while it ran (the
 // sequence is unchanged and none was in progress); otherwise it is handed out with cookie
 // 0, which is never valid, so the caller re-maps.
@@ -116,8 +113,6 @@ class ExtentMap {
   uint64_t shard_end(uint64_t offset) const;
   // Under the shard mutex: the entry holding `offset`, or end().
   static std::map<uint64_t, Entry>::iterator find_locked(Shard& s, uint64_t offset);
-  // Under the shard mutex: whether any entry overlaps [begin, end).
-  static bool known_in_locked(Shard& s, uint64_t begin, uint64_t end);
   // Under the shard mutex: [begin, end) becomes `state` (nullopt: unknown), merged with
   // neighbours of the same state. Returns the change in the entry count.
   int64_t assign_locked(Shard& s, uint64_t begin, uint64_t end, std::optional<Allocation> state);

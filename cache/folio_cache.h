@@ -73,8 +73,8 @@ class FolioCache {
   bool evict_to_fit(uint64_t bytes);
 
   // Whether a block of [offset, offset+length) held by a folio has `bit` set. Allocates
-  // nothing and takes no reference: the block tables are read under the shard mutex
-  // (and each folio's bits under its mutex), region by region.
+  // nothing: folio by folio, found in the region's block table under the shard mutex,
+  // then its bits read under its own mutex with the shard mutex released.
   bool any_block(uint64_t offset, uint64_t length, Folio::Bit bit);
   // Every folio on a dirty list (dirty or under writeback) overlapping the range; cost
   // bounded by the shard count however long the range (block status over a whole image).
@@ -90,7 +90,7 @@ class FolioCache {
   };
   struct Shard {
     std::mutex mutex;
-    std::map<uint64_t, Ref> folios;  // by offset: ordered walks (next, overlapping, CLOCK)
+    std::map<uint64_t, Ref> folios;  // by offset: ordered walks (next_folio, CLOCK)
     std::unordered_map<uint64_t, Region> regions;  // by region number: point lookups
     std::set<uint64_t> dirty;        // offsets of folios with dirty blocks
     uint64_t hand = 0;               // CLOCK position (an offset) in this shard

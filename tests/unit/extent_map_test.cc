@@ -3,7 +3,6 @@
 // check that the map never calls data zero.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <functional>
 #include <random>
 
@@ -143,39 +142,6 @@ TEST_F(ExtentMapTest, AProbeWhileAChangeRunsIsHandedOutInvalid) {
   EXPECT_FALSE(map.lookup(0, 64 * kMiB).has_value());  // not stored
   map.end_change(8 * kMiB, 4096, std::nullopt);
   EXPECT_TRUE(map.still_valid(map.map(0, 64 * kMiB)));
-}
-
-// Writes where the map knows nothing leave it knowing nothing (no entry per random
-// write, so no change pays for a deep map); a probe of the range while one runs is
-// handed out invalid and never stored, and probes after them answer right.
-TEST_F(ExtentMapTest, WritesWhereNothingIsKnownLeaveNoEntries) {
-  open(64 * kMiB);
-  ExtentMap map(*dev_, 4096, {});
-  MappedDevice mapped(*dev_, map);
-  std::mt19937_64 rng(11);
-  std::vector<uint64_t> written;
-  for (int i = 0; i < 500; ++i) {
-    const uint64_t at = 4096 * (1 + 2 * (rng() % (32 * kMiB / 4096 / 2 - 1)));  // odd blocks, below 32M
-    mapped.write(at, pattern(4096, at));
-    written.push_back(at);
-  }
-  EXPECT_EQ(map.stats().entries, 0u);
-  map.begin_change(40 * kMiB, 4096);
-  auto during = map.map(40 * kMiB, 64 * kMiB);
-  EXPECT_EQ(during.state, Allocation::hole);  // what the device says before the write...
-  EXPECT_FALSE(map.still_valid(during));      // ...is never valid
-  EXPECT_FALSE(map.lookup(40 * kMiB, 64 * kMiB).has_value());
-  dev_->write(40 * kMiB, pattern(4096, 40));
-  map.end_change(40 * kMiB, 4096, Allocation::data);
-  EXPECT_FALSE(map.lookup(40 * kMiB, 64 * kMiB).has_value());
-  written.push_back(40 * kMiB);
-  for (uint64_t at : written) {
-    auto m = map.map(at, 64 * kMiB);
-    ASSERT_TRUE(map.still_valid(m));
-    ASSERT_EQ(m.state, Allocation::data) << at;
-    auto before = map.map(at - 4096, at);
-    ASSERT_EQ(before.state, std::count(written.begin(), written.end(), at - 4096) ? Allocation::data : Allocation::hole) << at;
-  }
 }
 
 TEST_F(ExtentMapTest, AFailedChangeForgetsItsRange) {

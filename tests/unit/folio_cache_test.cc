@@ -77,5 +77,30 @@ TEST_F(FolioCacheTest, AnyBlockFindsABitOnlyInsideTheRange) {
   EXPECT_FALSE(cache_.any_block(far->end(), all - far->end(), Folio::writeback));
 }
 
+// Regions 1 and 257 share a shard (256 shards): each folio is found by its own range only,
+// and a range running past the device's end stops there.
+TEST(FolioCacheShardsTest, AnyBlockTellsApartRegionsOfOneShard) {
+  CacheStats stats;
+  const uint64_t size = 300 * kFolioMax;
+  FolioCache cache(size, kBlock, kFolioMax, size, stats);
+  bool created;
+  auto one = cache.find_or_create(kFolioMax, kFolioMax, 2 * kFolioMax, &created);
+  auto other = cache.find_or_create(257 * kFolioMax, 257 * kFolioMax, 258 * kFolioMax, &created);
+  auto last = cache.find_or_create(size - kBlock, size - kBlock, size, &created);
+  {
+    std::lock_guard fl(other->mutex());
+    other->set(Folio::writeback, 3, 4, true);
+  }
+  {
+    std::lock_guard fl(last->mutex());
+    last->set(Folio::dirty, 0, 1, true);
+  }
+  EXPECT_FALSE(cache.any_block(kFolioMax, kFolioMax, Folio::writeback));
+  EXPECT_TRUE(cache.any_block(257 * kFolioMax, kFolioMax, Folio::writeback));
+  EXPECT_TRUE(cache.any_block(200 * kFolioMax, 100 * kFolioMax, Folio::writeback));
+  EXPECT_TRUE(cache.any_block(size - kBlock, 4 * kFolioMax, Folio::dirty));
+  EXPECT_FALSE(cache.any_block(size - 2 * kBlock, kBlock, Folio::dirty));
+}
+
 }  // namespace
 }  // namespace untorn
