@@ -397,12 +397,7 @@ void CachedPath::invalidate(uint64_t b0, uint64_t b1) noexcept {
   // folios are walked one at a time, with no list to allocate, and dropping one is best
   // effort (left in the cache, its blocks are not uptodate and are read again).
   int64_t dropped = 0;
-  for (uint64_t pos = b0; pos < b1;) {
-    FolioCache::Ref f = cache_.find(pos, false);
-    if (!f) {
-      pos = cache_.next_folio(pos, b1);
-      continue;
-    }
+  cache_.for_each_folio(b0, b1, [&](FolioCache::Ref& f) {
     const size_t fb = f->block_of(std::max(b0, f->offset()));
     const size_t fe = f->block_of(std::min(b1, f->end()) - 1) + 1;
     {
@@ -412,14 +407,14 @@ void CachedPath::invalidate(uint64_t b0, uint64_t b1) noexcept {
         f->set(bit, fb, fe, false);
     }
     cache_.mark_clean(*f);
-    pos = f->end();
     if (f->offset() >= b0 && f->end() <= b1) {
       try {
         cache_.drop_if_clean(f);
       } catch (...) {
       }
     }
-  }
+    return true;
+  });
   writeback_.add_dirty(-dropped * static_cast<int64_t>(block_));
 }
 

@@ -208,33 +208,14 @@ bool FolioCache::evict_to_fit(uint64_t bytes) {
 
 bool FolioCache::any_block(uint64_t offset, uint64_t length, Folio::Bit bit) {
   const uint64_t end = std::min(offset + length, device_size_);
-  for (uint64_t pos = offset; pos < end;) {
-    const uint64_t region = pos / folio_max_ * folio_max_;
-    const uint64_t to = std::min(end, region + folio_max_);
-    Ref f;
-    {
-      // The next folio holding a block of [pos, to), from the region's block table.
-      Shard& s = shard_for(region);
-      std::lock_guard lk(s.mutex);
-      auto r = s.regions.find(region / folio_max_);
-      if (r != s.regions.end())
-        for (size_t i = (pos - region) / block_, last = (to - region - 1) / block_; i <= last && !f; ++i)
-          if (Folio* p = r->second.slots[i]) f = p->shared_from_this();
-    }
-    if (!f) {
-      pos = to;
-      continue;
-    }
-    {
-      // Its bits under its own mutex with no shard mutex held: a folio mutex may be held
-      // across a device read (fill, copy_in), and the shard's other folios must not wait.
-      std::lock_guard fl(f->mutex());
-      const uint64_t from = std::max(pos, f->offset()), upto = std::min(to, f->end());
-      if (f->any(bit, f->block_of(from), f->block_of(upto - 1) + 1)) return true;
-    }
-    pos = f->end();
-  }
-  return false;
+  bool found = false;
+  for_each_folio(offset, end, [&](Ref& f) {
+    std::lock_guard fl(f->mutex());
+    const uint64_t from = std::max(offset, f->offset()), upto = std::min(end, f->end());
+    found = f->any(bit, f->block_of(from), f->block_of(upto - 1) + 1);
+    return !found;
+  });
+  return found;
 }
 
 std::vector<FolioCache::Ref> FolioCache::dirty_folios(uint64_t offset, uint64_t length) {

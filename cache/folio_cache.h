@@ -72,9 +72,25 @@ class FolioCache {
   // it got there (false: what is left is dirty, under writeback or in use).
   bool evict_to_fit(uint64_t bytes);
 
-  // Whether a block of [offset, offset+length) held by a folio has `bit` set. Allocates
-  // nothing: folio by folio, found in the region's block table under the shard mutex,
-  // then its bits read under its own mutex with the shard mutex released.
+  // Calls fn(Ref&) for each folio overlapping [lo, hi), ascending, with no lock of the
+  // cache held during the call (fn gets the walk's own reference and may give it away,
+  // to drop_if_clean say) (a folio's mutex may be held across a device read;
+  // the shard's other folios must not wait for it); stops when fn returns false.
+  // Allocates nothing. A folio created or dropped meanwhile may be seen or not.
+  template <typename Fn>
+  void for_each_folio(uint64_t lo, uint64_t hi, Fn&& fn) {
+    for (uint64_t pos = lo; pos < hi;) {
+      Ref f = find(pos, false);
+      if (!f) {
+        pos = next_folio(pos, hi);
+        continue;
+      }
+      pos = f->end();
+      if (!fn(f)) return;
+    }
+  }
+  // Whether a block of [offset, offset+length) held by a folio has `bit` set (each
+  // folio's bits read under its mutex). Allocates nothing.
   bool any_block(uint64_t offset, uint64_t length, Folio::Bit bit);
   // Every folio on a dirty list (dirty or under writeback) overlapping the range; cost
   // bounded by the shard count however long the range (block status over a whole image).

@@ -184,16 +184,9 @@ uint64_t Writeback::collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool e
   std::lock_guard cl(collector_mutex_);
   const auto expired_before = std::chrono::steady_clock::now() - options_.expire;
   uint64_t bytes = 0;
-  uint64_t pos = lo;
-  while (pos < hi && bytes < max_bytes) {
-    FolioCache::Ref f = cache_.find(pos, false);
-    if (!f) {
-      pos = cache_.next_folio(pos, hi);
-      continue;
-    }
+  cache_.for_each_folio(lo, hi, [&](FolioCache::Ref& f) {
     const size_t e = f->block_of(std::min(hi, f->end()) - 1) + 1;
-    size_t i = f->block_of(std::max(pos, f->offset()));
-    pos = f->end();
+    size_t i = f->block_of(std::max(lo, f->offset()));
     while (i < e && bytes < max_bytes) {
       bool joined;
       {
@@ -253,7 +246,8 @@ uint64_t Writeback::collect(uint64_t lo, uint64_t hi, uint64_t max_bytes, bool e
         }
       add_op(ops, std::move(op));
     }
-  }
+    return bytes < max_bytes;
+  });
   return bytes;
 }
 

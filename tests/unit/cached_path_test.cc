@@ -442,6 +442,25 @@ TEST_F(CachedPathTest, FailedWritethroughFailsTheRequestAndDropsTheRange) {
   path_->flush();  // nothing left over to fail
 }
 
+// A trim drops the folios inside its range (invalidate gives the folio walk's own
+// reference to drop_if_clean, which refuses a folio anyone else still holds), and keeps
+// the one it only overlaps, its blocks no longer uptodate.
+TEST_F(CachedPathTest, ATrimDropsTheFoliosInsideItsRange) {
+  open({.background = false});
+  const auto data = pattern(1 << 20, 13);
+  path_->write(4 << 20, data, false);
+  const auto second = pattern(65536, 14);
+  path_->write(6 << 20, second, false);
+  path_->flush();
+  ASSERT_EQ(path_->counters().folios, 2u);
+  path_->trim(4 << 20, (2 << 20) + 4096, false);  // the first whole, the second in part
+  EXPECT_EQ(path_->counters().folios, 1u);
+  EXPECT_EQ(read(4 << 20, 1 << 20), std::vector<std::byte>(1 << 20));
+  const auto rest = read((6 << 20) + 4096, 65536 - 4096);
+  EXPECT_EQ(rest, std::vector<std::byte>(second.begin() + 4096, second.end()));
+  EXPECT_EQ(read(6 << 20, 4096), std::vector<std::byte>(4096));
+}
+
 TEST_F(CachedPathTest, ReadErrorReachesTheClientAndLeavesNothingBehind) {
   open({.background = false});
   // Data on the device and nothing cached, so the read needs the device (a hole would be
