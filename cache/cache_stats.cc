@@ -53,6 +53,7 @@ std::vector<CounterField> CacheCounters::fields() const {
       {"status_slow", "requests", false, status_slow},
       {"zero_skips", "requests", false, zero_skips},
       {"extent_entries", "entries", true, extent_entries},
+      {"extent_bitmaps", "shards", true, extent_bitmaps},
       {"extent_bytes", "bytes", true, extent_bytes},
       {"extent_probes", "probes", false, extent_probes},
   };

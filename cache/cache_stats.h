@@ -46,7 +46,8 @@ struct CacheCounters {
   uint64_t stale_mappings = 0;     // mappings found stale at a revalidation point, re-mapped
   uint64_t status_slow = 0;        // block status answered from the device after retries
   uint64_t zero_skips = 0;         // zeroes and trims of ranges the device already has as zeroes
-  uint64_t extent_entries = 0;     // now: extent map entries
+  uint64_t extent_entries = 0;     // now: extent map runs (in run lists)
+  uint64_t extent_bitmaps = 0;     // now: extent map shards held as bitmaps (fragmented)
   uint64_t extent_bytes = 0;       // now: extent map memory (estimate)
   uint64_t extent_probes = 0;      // SEEK_DATA/SEEK_HOLE probes
 

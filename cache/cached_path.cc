@@ -83,6 +83,7 @@ CacheCounters CachedPath::counters() const {
   c.folios = cache_.folio_count();
   const ExtentMap::Stats m = map_.stats();
   c.extent_entries = m.entries;
+  c.extent_bitmaps = m.bitmaps;
   c.extent_bytes = m.memory_bytes;
   c.extent_probes = m.probes;
   return c;

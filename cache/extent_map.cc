@@ -10,8 +10,6 @@ namespace {
 
 constexpr uint64_t kMinShardBytes = uint64_t{64} << 20;
 constexpr uint64_t kMaxShards = 65536;
-// A std::map node with its key and Entry, as the allocator sees it.
-constexpr uint64_t kEntryBytes = 64;
 
 uint64_t choose_shard_bytes(uint64_t size, uint64_t asked) {
   if (asked != 0) return asked;
@@ -20,25 +18,18 @@ uint64_t choose_shard_bytes(uint64_t size, uint64_t asked) {
 
 }  // namespace
 
-const char* to_string(Allocation a) {
-  switch (a) {
-    case Allocation::data: return "data";
-    case Allocation::hole: return "hole";
-    case Allocation::zero: return "zero";
-  }
-  return "?";
-}
-
 ExtentMap::ExtentMap(BlockDevice& device, uint32_t granularity, Options options)
     : device_(device),
       size_(device.size()),
       granularity_(granularity),
       shard_bytes_(choose_shard_bytes(device.size(), options.shard_bytes)),
-      max_entries_(std::max<uint64_t>(options.max_entries, 16)),
+      max_bytes_(std::max<uint64_t>(options.max_bytes, 16 * ShardAllocation::kRunBytes)),
       shard_count_(static_cast<size_t>(std::max<uint64_t>((size_ + shard_bytes_ - 1) / shard_bytes_, 1))),
       shards_(std::make_unique<Shard[]>(shard_count_)) {
   if (size_ % granularity_ != 0 || shard_bytes_ % granularity_ != 0)
     throw IoError(EINVAL, "internal: extent map granularity does not divide the device");
+  for (size_t i = 0; i < shard_count_; ++i)
+    shards_[i].known.place(i * shard_bytes_, std::min(size_, (i + 1) * shard_bytes_), granularity_);
 }
 
 ExtentMap::~ExtentMap() = default;
@@ -47,92 +38,44 @@ uint64_t ExtentMap::shard_end(uint64_t offset) const {
   return std::min(size_, (offset / shard_bytes_ + 1) * shard_bytes_);
 }
 
-std::map<uint64_t, ExtentMap::Entry>::iterator ExtentMap::find_locked(Shard& s, uint64_t offset) {
-  auto it = s.entries.upper_bound(offset);
-  if (it == s.entries.begin()) return s.entries.end();
-  --it;
-  return it->second.end > offset ? it : s.entries.end();
+ExtentMap::Footprint ExtentMap::footprint(const Shard& s) {
+  return {s.known.memory_bytes(), s.known.runs(), s.known.is_bitmap() ? 1u : 0u};
 }
 
-int64_t ExtentMap::assign_locked(Shard& s, uint64_t begin, uint64_t end,
-                                 std::optional<Allocation> state) {
-  if (begin >= end) return 0;
-  int64_t delta = 0;
-  // Cut the entries overlapping [begin, end) back to what lies outside it.
-  auto it = s.entries.upper_bound(begin);
-  if (it != s.entries.begin()) {
-    auto prev = std::prev(it);
-    if (prev->second.end > begin) {
-      const Entry old = prev->second;
-      prev->second.end = begin;
-      if (old.end > end) {
-        s.entries.emplace(end, Entry{old.end, old.state});
-        ++delta;
-      }
-      if (prev->first == begin) {  // nothing of it left before begin
-        s.entries.erase(prev);
-        --delta;
-      }
-    }
-  }
-  it = s.entries.lower_bound(begin);
-  while (it != s.entries.end() && it->first < end) {
-    if (it->second.end > end) {
-      const Entry rest = it->second;
-      s.entries.erase(it);
-      s.entries.emplace(end, rest);
-      break;
-    }
-    it = s.entries.erase(it);
-    --delta;
-  }
-  if (!state) return delta;
-  // Insert, merged with touching neighbours of the same state.
-  uint64_t b = begin, e = end;
-  auto next = s.entries.lower_bound(end);
-  if (next != s.entries.end() && next->first == end && next->second.state == *state) {
-    e = next->second.end;
-    s.entries.erase(next);
-    --delta;
-  }
-  auto after = s.entries.lower_bound(begin);
-  if (after != s.entries.begin()) {
-    auto prev = std::prev(after);
-    if (prev->second.end == begin && prev->second.state == *state) {
-      prev->second.end = e;
-      return delta;
-    }
-  }
-  s.entries.emplace(b, Entry{e, *state});
-  return delta + 1;
+void ExtentMap::assign_locked(Shard& s, uint64_t begin, uint64_t end, std::optional<Allocation> state) {
+  const Footprint before = footprint(s);
+  s.known.assign(begin, end, state);
+  account(s, before);
 }
 
-void ExtentMap::account(Shard& s, int64_t entry_delta) {
-  if (entry_delta == 0) return;
-  const uint64_t now = entries_.fetch_add(static_cast<uint64_t>(entry_delta)) +
-                       static_cast<uint64_t>(entry_delta);
-  if (entry_delta < 0 || now <= max_entries_) return;
+void ExtentMap::drop_locked(Shard& victim) {
+  const Footprint f = footprint(victim);
+  victim.known.clear();
+  bytes_.fetch_sub(f.bytes);
+  runs_.fetch_sub(f.runs, std::memory_order_relaxed);
+  bitmaps_.fetch_sub(f.bitmaps, std::memory_order_relaxed);
+  dropped_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void ExtentMap::account(Shard& s, Footprint before) {
+  const Footprint after = footprint(s);
+  runs_.fetch_add(after.runs - before.runs, std::memory_order_relaxed);  // modulo 2^64
+  bitmaps_.fetch_add(after.bitmaps - before.bitmaps, std::memory_order_relaxed);
+  const uint64_t now = bytes_.fetch_add(after.bytes - before.bytes) + (after.bytes - before.bytes);
+  if (after.bytes <= before.bytes || now <= max_bytes_) return;
   // Over the bound: forget a whole other shard (cold, by round robin). The caller holds
   // s.mutex, so a victim is only taken with try_lock (no lock order between shards).
   for (size_t tries = 0; tries < shard_count_; ++tries) {
     Shard& victim = shards_[drop_hand_.fetch_add(1, std::memory_order_relaxed) % shard_count_];
     if (&victim == &s) continue;
     std::unique_lock lk(victim.mutex, std::try_to_lock);
-    if (!lk.owns_lock() || victim.entries.empty()) continue;
-    const uint64_t n = victim.entries.size();
-    victim.entries.clear();
-    entries_.fetch_sub(n);
-    dropped_.fetch_add(n, std::memory_order_relaxed);
-    if (entries_.load() <= max_entries_) return;
+    if (!lk.owns_lock() || victim.known.memory_bytes() == 0) continue;
+    drop_locked(victim);
+    if (bytes_.load() <= max_bytes_) return;
   }
-  // One shard holds (nearly) all of them: forget that one too, what was just stored
+  // One shard holds (nearly) all of it: forget that one too, what was just stored
   // included (asked again, it is probed again).
-  if (s.entries.size() > max_entries_ / 2) {
-    const uint64_t n = s.entries.size();
-    s.entries.clear();
-    entries_.fetch_sub(n);
-    dropped_.fetch_add(n, std::memory_order_relaxed);
-  }
+  if (s.known.memory_bytes() > max_bytes_ / 2) drop_locked(s);
 }
 
 ExtentMap::Mapping ExtentMap::mapping_of(uint64_t offset, uint64_t limit, uint64_t entry_end,
@@ -142,11 +85,10 @@ ExtentMap::Mapping ExtentMap::mapping_of(uint64_t offset, uint64_t limit, uint64
 }
 
 std::optional<ExtentMap::Mapping> ExtentMap::known_locked(Shard& s, uint64_t offset, uint64_t limit) {
-  auto it = find_locked(s, offset);
-  if (it == s.entries.end()) return std::nullopt;
+  const ShardAllocation::Run run = s.known.at(offset, limit);
+  if (!run.state) return std::nullopt;
   hits_.fetch_add(1, std::memory_order_relaxed);
-  return mapping_of(offset, limit, it->second.end, it->second.state,
-                    s.seq.load(std::memory_order_relaxed));
+  return mapping_of(offset, limit, run.end, *run.state, s.seq.load(std::memory_order_relaxed));
 }
 
 std::optional<ExtentMap::Mapping> ExtentMap::lookup(uint64_t offset, uint64_t limit) {
@@ -164,8 +106,7 @@ ExtentMap::Mapping ExtentMap::map(uint64_t offset, uint64_t limit) {
   {
     std::lock_guard lk(s.mutex);
     if (auto known = known_locked(s, offset, limit)) return *known;
-    auto next = s.entries.upper_bound(offset);
-    unknown_end = next == s.entries.end() ? shard_end(offset) : next->first;
+    unknown_end = s.known.at(offset, shard_end(offset)).end;
     cookie = s.seq.load(std::memory_order_relaxed);
     quiet = s.changing == 0;
   }
@@ -211,9 +152,7 @@ ExtentMap::Mapping ExtentMap::map(uint64_t offset, uint64_t limit) {
     stale_probes_.fetch_add(1, std::memory_order_relaxed);
     return mapping_of(offset, limit, runs[0].end, runs[0].state, 0);
   }
-  int64_t delta = 0;
-  for (size_t i = 0; i < n; ++i) delta += assign_locked(s, runs[i].begin, runs[i].end, runs[i].state);
-  account(s, delta);
+  for (size_t i = 0; i < n; ++i) assign_locked(s, runs[i].begin, runs[i].end, runs[i].state);
   return mapping_of(offset, limit, runs[0].end, runs[0].state, cookie);
 }
 
@@ -229,9 +168,8 @@ void ExtentMap::begin_change(uint64_t offset, uint64_t length) {
     bump(s);
     ++s.changing;
     // Data while the change runs: the one answer that is never wrong (E1).
-    auto it = find_locked(s, pos);
-    if (!(it != s.entries.end() && it->second.state == Allocation::data && it->second.end >= to))
-      account(s, assign_locked(s, pos, to, Allocation::data));
+    const ShardAllocation::Run run = s.known.at(pos, to);
+    if (!(run.state == Allocation::data && run.end >= to)) assign_locked(s, pos, to, Allocation::data);
     pos = to;
   }
 }
@@ -243,17 +181,16 @@ void ExtentMap::end_change(uint64_t offset, uint64_t length, std::optional<Alloc
     Shard& s = shard_of(pos);
     std::lock_guard lk(s.mutex);
     const uint64_t rb = std::clamp(result_begin, pos, to), re = std::clamp(result_end, rb, to);
-    int64_t delta = 0;
     if (!result) {
-      delta += assign_locked(s, pos, to, std::nullopt);
+      assign_locked(s, pos, to, std::nullopt);
     } else {
-      delta += assign_locked(s, pos, rb, Allocation::data);
-      auto it = find_locked(s, rb);
-      if (rb < re && !(it != s.entries.end() && it->second.state == *result && it->second.end >= re))
-        delta += assign_locked(s, rb, re, *result);
-      delta += assign_locked(s, re, to, Allocation::data);
+      assign_locked(s, pos, rb, Allocation::data);
+      if (rb < re) {
+        const ShardAllocation::Run run = s.known.at(rb, re);
+        if (!(run.state == *result && run.end >= re)) assign_locked(s, rb, re, *result);
+      }
+      assign_locked(s, re, to, Allocation::data);
     }
-    account(s, delta);
     --s.changing;
     bump(s);
     pos = to;
@@ -262,12 +199,13 @@ void ExtentMap::end_change(uint64_t offset, uint64_t length, std::optional<Alloc
 
 ExtentMap::Stats ExtentMap::stats() const {
   Stats st;
-  st.entries = entries_.load(std::memory_order_relaxed);
-  st.memory_bytes = st.entries * kEntryBytes + shard_count_ * sizeof(Shard);
+  st.entries = runs_.load(std::memory_order_relaxed);
+  st.bitmaps = bitmaps_.load(std::memory_order_relaxed);
+  st.memory_bytes = bytes_.load(std::memory_order_relaxed) + shard_count_ * sizeof(Shard);
   st.probes = probes_.load(std::memory_order_relaxed);
   st.hits = hits_.load(std::memory_order_relaxed);
   st.stale_probes = stale_probes_.load(std::memory_order_relaxed);
-  st.dropped_entries = dropped_.load(std::memory_order_relaxed);
+  st.dropped_shards = dropped_.load(std::memory_order_relaxed);
   return st;
 }
 

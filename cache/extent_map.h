@@ -1,9 +1,10 @@
 // cache/extent_map.h — what untorn knows of the backing file's allocation, with validity
 // cookies (DESIGN.md §5, after Linux iomap's validity_cookie).
 //
-// Owns: per shard (a fixed slice of the device) a mutex, an ordered map of known extents
-// {data, hole, zero} and a sequence number, the shard's cookie. Holds a reference to the
-// BlockDevice it probes, which must outlive it.
+// Owns: per shard (a fixed slice of the device) a mutex, what is known of its allocation
+// (ShardAllocation: granules data, hole, zero or unknown; a run list while short, a
+// 2-bit-per-granule bitmap once fragmented) and a sequence number, the shard's cookie.
+// Holds a reference to the BlockDevice it probes, which must outlive it.
 // Filling: lazily, by probing the device (SEEK_DATA/SEEK_HOLE through
 // BlockDevice::allocation_at) for the unknown gap holding the asked offset; at most two
 // probes a call, and no lock is held across them.
@@ -19,11 +20,11 @@
 // A probe's answer is stored only if no change began in its shard while it ran (the
 // sequence is unchanged and none was in progress); otherwise it is handed out with cookie
 // 0, which is never valid, so the caller re-maps.
-// Invariants: entries in a shard are disjoint, lie inside the shard, start and end on
-// multiples of the granularity (L), and neighbours of one state are merged. A hole never
-// covers part of a logical block (a partly allocated block is data).
-// Memory: at most max_entries entries in all; past it a whole shard's entries are dropped
-// (round robin), to be probed again. Dropping changes no allocation: no cookie moves.
+// Invariants: what is known lies on multiples of the granularity (L), inside its shard.
+// A hole never covers part of a logical block (a partly allocated block is data).
+// Memory: at most max_bytes in all (run nodes and bitmaps); past it a whole shard's
+// knowledge is dropped (round robin), to be probed again. Dropping changes no
+// allocation: no cookie moves. A change costs the same however fragmented its shard.
 // Precondition: changes of overlapping ranges never run at once (the caller serialises
 // them: CachedPath by its exclusive range lock and by waiting for writeback), since the
 // end of one would publish its state while the other still writes.
@@ -33,21 +34,14 @@
 
 #include <atomic>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 
+#include "cache/shard_allocation.h"
 #include "device/block_device.h"
 
 namespace untorn {
-
-enum class Allocation : uint8_t {
-  data,  // may hold data (the safe answer)
-  hole,  // deallocated: reads as zeroes
-  zero,  // allocated and known to read as zeroes (zeroed without punching)
-};
-const char* to_string(Allocation a);
 
 class ExtentMap {
  public:
@@ -59,16 +53,17 @@ class ExtentMap {
     uint64_t end() const { return offset + length; }
   };
   struct Options {
-    uint64_t max_entries = uint64_t{1} << 18;
+    uint64_t max_bytes = uint64_t{16} << 20;
     uint64_t shard_bytes = 0;  // 0: chosen from the device size (at most 65536 shards)
   };
   struct Stats {
-    uint64_t entries = 0;
-    uint64_t memory_bytes = 0;  // estimate: entries and shards
+    uint64_t entries = 0;       // runs held in run lists
+    uint64_t bitmaps = 0;       // shards held as bitmaps
+    uint64_t memory_bytes = 0;  // estimate: runs, bitmaps and shards
     uint64_t probes = 0;        // allocation_at calls
     uint64_t hits = 0;          // map/lookup answered without a probe
     uint64_t stale_probes = 0;  // probe answers not stored: a change raced with them
-    uint64_t dropped_entries = 0;
+    uint64_t dropped_shards = 0;  // shards whose knowledge was dropped for memory
   };
 
   // granularity: L; the device size must be a multiple of it.
@@ -98,39 +93,42 @@ class ExtentMap {
   Stats stats() const;
 
  private:
-  struct Entry {
-    uint64_t end;
-    Allocation state;
-  };
   struct Shard {
     std::mutex mutex;
-    std::map<uint64_t, Entry> entries;  // by start
-    std::atomic<uint64_t> seq{1};       // the cookie; bumped at begin and end of changes
-    unsigned changing = 0;              // changes in progress (under mutex)
+    ShardAllocation known;         // under mutex
+    std::atomic<uint64_t> seq{1};  // the cookie; bumped at begin and end of changes
+    unsigned changing = 0;         // changes in progress (under mutex)
   };
 
   Shard& shard_of(uint64_t offset) const { return shards_[offset / shard_bytes_]; }
   uint64_t shard_end(uint64_t offset) const;
-  // Under the shard mutex: the entry holding `offset`, or end().
-  static std::map<uint64_t, Entry>::iterator find_locked(Shard& s, uint64_t offset);
-  // Under the shard mutex: [begin, end) becomes `state` (nullopt: unknown), merged with
-  // neighbours of the same state. Returns the change in the entry count.
-  int64_t assign_locked(Shard& s, uint64_t begin, uint64_t end, std::optional<Allocation> state);
+  // Under the shard mutex: [begin, end) becomes `state` (nullopt: unknown), and the
+  // memory it takes is counted (and bounded).
+  void assign_locked(Shard& s, uint64_t begin, uint64_t end, std::optional<Allocation> state);
   // Under the shard mutex: the mapping at `offset` from what is known, or nullopt.
   std::optional<Mapping> known_locked(Shard& s, uint64_t offset, uint64_t limit);
   Mapping mapping_of(uint64_t offset, uint64_t limit, uint64_t entry_end, Allocation state,
                      uint64_t cookie) const;
-  void account(Shard& s, int64_t entry_delta);
+  // What a shard's knowledge costs, to count the change an assignment made.
+  struct Footprint {
+    uint64_t bytes = 0, runs = 0, bitmaps = 0;
+  };
+  static Footprint footprint(const Shard& s);
+  // Counts the change in s's footprint since `before`, then drops other shards'
+  // knowledge (or, failing that, s's own) while over max_bytes.
+  void account(Shard& s, Footprint before);
+  // Under the victim's mutex: forgets its knowledge and uncounts it.
+  void drop_locked(Shard& victim);
   void bump(Shard& s) { s.seq.fetch_add(1, std::memory_order_release); }
 
   BlockDevice& device_;
   const uint64_t size_;
   const uint64_t granularity_;
   const uint64_t shard_bytes_;
-  const uint64_t max_entries_;
+  const uint64_t max_bytes_;
   const size_t shard_count_;
   std::unique_ptr<Shard[]> shards_;
-  std::atomic<uint64_t> entries_{0};
+  std::atomic<uint64_t> bytes_{0}, runs_{0}, bitmaps_{0};
   std::atomic<size_t> drop_hand_{0};
   mutable std::atomic<uint64_t> probes_{0}, hits_{0}, stale_probes_{0}, dropped_{0};
 };

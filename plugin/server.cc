@@ -11,10 +11,11 @@
 namespace untorn {
 namespace {
 
-// The extent map's bound: 1/64 of the cache budget at about 64 bytes an entry (16 MiB,
-// 262,144 entries, for the default 1 GiB cache), and never below 65,536 entries.
-uint64_t extent_map_entries(uint64_t cache_size) {
-  return std::max<uint64_t>(cache_size / 64 / 64, 65536);
+// The extent map's memory bound: 1/64 of the cache budget (16 MiB for the default 1 GiB
+// cache: 262,144 runs, or the bitmaps of 4,096 fragmented 64 MiB shards at L = 4K), at
+// least 4 MiB.
+uint64_t extent_map_bytes(uint64_t cache_size) {
+  return std::max<uint64_t>(cache_size / 64, uint64_t{4} << 20);
 }
 
 }  // namespace
@@ -42,7 +43,7 @@ Server::Server(Config config)
     log_warning("test.unsafe_split_writes is set: writes are split and CAN TEAR (test only)");
   // The extent map starts empty, after recovery: what replay wrote is probed when asked.
   ExtentMap::Options map_options;
-  map_options.max_entries = extent_map_entries(config_.cache.size);
+  map_options.max_bytes = extent_map_bytes(config_.cache.size);
   extent_map_ = std::make_unique<ExtentMap>(*device_, config_.device.logical_block_size, map_options);
   mapped_ = std::make_unique<MappedDevice>(*device_, *extent_map_);
   writer_ = std::make_unique<AtomicWriter>(*mapped_, journal_.get(), options);

@@ -3,6 +3,7 @@
 // check that the map never calls data zero.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <random>
 
@@ -91,7 +92,7 @@ TEST_F(ExtentMapTest, AHoleNeverCoversPartOfALogicalBlock) {
 
 TEST_F(ExtentMapTest, EveryChangeInvalidatesTheMappingsOfItsShardOnly) {
   open(256 * kMiB);
-  ExtentMap map(*dev_, 4096, {.max_entries = 1 << 16, .shard_bytes = 64 * kMiB});
+  ExtentMap map(*dev_, 4096, {.max_bytes = 4 * kMiB, .shard_bytes = 64 * kMiB});
   auto here = map.map(0, 64 * kMiB);
   auto there = map.map(128 * kMiB, 192 * kMiB);
   map.begin_change(32 * kMiB, 4096);
@@ -181,26 +182,63 @@ TEST_F(ExtentMapTest, ZeroesMakeWholeBlocksZeroOrHoleAndLeavePartialBlocksData) 
 TEST_F(ExtentMapTest, MemoryStaysBoundedAndAnswersStayRight) {
   open(128 * kMiB);
   for (uint64_t at = 0; at < 128 * kMiB; at += 65536) dev_->write(at, pattern(4096, at));
-  ExtentMap map(*dev_, 4096, {.max_entries = 256, .shard_bytes = 4 * kMiB});
+  // 32 shards of 4 MiB, each cut into 128 runs (so held as a 256-byte bitmap), in 2 KiB:
+  // no more than 8 of them known at once.
+  constexpr uint64_t kBound = 2048;
+  ExtentMap map(*dev_, 4096, {.max_bytes = kBound, .shard_bytes = 4 * kMiB});
+  const uint64_t fixed = map.stats().memory_bytes;  // the shards themselves
+  uint64_t most_bitmaps = 0;
   for (int pass = 0; pass < 2; ++pass) {
     for (uint64_t at = 0; at < 128 * kMiB;) {
       auto m = map.map(at, 128 * kMiB);
       const bool data = at % 65536 == 0;
       ASSERT_EQ(m.state, data ? Allocation::data : Allocation::hole) << at;
       ASSERT_EQ(m.end(), data ? at + 4096 : (at / 65536 + 1) * 65536) << at;
-      ASSERT_LE(map.stats().entries, 256u + 2);
+      ASSERT_LE(map.stats().memory_bytes - fixed, kBound) << at;
+      most_bitmaps = std::max(most_bitmaps, map.stats().bitmaps);
       at = m.end();
     }
   }
-  EXPECT_GT(map.stats().dropped_entries, 0u);
-  EXPECT_LT(map.stats().memory_bytes, 64u * 1024);
+  EXPECT_GT(map.stats().dropped_shards, 0u);
+  EXPECT_GE(most_bitmaps, 2u);
+}
+
+// Random 4K writes into a probed hole cut a shard into thousands of runs: it is held as
+// one fixed bitmap (2 bits a block), and answers stay exact.
+TEST_F(ExtentMapTest, AFragmentedShardCostsOneBitmapAndAnswersStayExact) {
+  open(64 * kMiB);
+  ExtentMap map(*dev_, 4096, {.max_bytes = 4 * kMiB, .shard_bytes = 64 * kMiB});
+  MappedDevice mapped(*dev_, map);
+  ASSERT_EQ(map.map(0, 64 * kMiB).state, Allocation::hole);
+  std::mt19937_64 rng(11);
+  std::vector<bool> written(64 * kMiB / 4096);
+  for (int i = 0; i < 3000; ++i) {
+    const uint64_t block = rng() % written.size();
+    mapped.write(block * 4096, pattern(4096, block));
+    written[block] = true;
+  }
+  const ExtentMap::Stats st = map.stats();
+  EXPECT_EQ(st.bitmaps, 1u);
+  EXPECT_EQ(st.entries, 0u);
+  EXPECT_EQ(st.probes, 1u);  // every change was recorded; nothing needed probing again
+  for (uint64_t at = 0; at < 64 * kMiB;) {
+    auto m = map.map(at, 64 * kMiB);
+    ASSERT_TRUE(map.still_valid(m));
+    const uint64_t b = at / 4096;
+    ASSERT_EQ(m.state, written[b] ? Allocation::data : Allocation::hole) << at;
+    uint64_t e = b;
+    while (e < written.size() && written[e] == written[b]) ++e;
+    ASSERT_EQ(m.end(), e * 4096) << at;
+    at = m.end();
+  }
+  EXPECT_EQ(map.stats().probes, 1u);
 }
 
 // Random writes, zeroes and punches through the MappedDevice: whatever the map says is
 // hole or zero reads as zeroes on the device, every time (E1 at the map's level).
 TEST_F(ExtentMapTest, RandomChangesNeverLeaveDataCalledZero) {
   open(32 * kMiB);
-  ExtentMap map(*dev_, 4096, {.max_entries = 512, .shard_bytes = 4 * kMiB});
+  ExtentMap map(*dev_, 4096, {.max_bytes = 32 * 1024, .shard_bytes = 4 * kMiB});
   MappedDevice mapped(*dev_, map);
   std::mt19937_64 rng(7);
   for (int op = 0; op < 400; ++op) {
@@ -221,6 +259,7 @@ TEST_F(ExtentMapTest, RandomChangesNeverLeaveDataCalledZero) {
     }
   }
   EXPECT_GT(map.stats().hits, 0u);
+  EXPECT_GT(map.stats().bitmaps, 0u);  // both forms of a shard were exercised
 }
 
 }  // namespace
