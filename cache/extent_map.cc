@@ -23,7 +23,10 @@ ExtentMap::ExtentMap(BlockDevice& device, uint32_t granularity, Options options)
       size_(device.size()),
       granularity_(granularity),
       shard_bytes_(choose_shard_bytes(device.size(), options.shard_bytes)),
-      max_bytes_(std::max<uint64_t>(options.max_bytes, 16 * ShardAllocation::kRunBytes)),
+      // At least two shards' bitmaps: a shard that turns into one must not have to drop
+      // its own knowledge to fit.
+      max_bytes_(std::max({options.max_bytes, 16 * ShardAllocation::kRunBytes,
+                           2 * ShardAllocation::bitmap_bytes(shard_bytes_, granularity)})),
       shard_count_(static_cast<size_t>(std::max<uint64_t>((size_ + shard_bytes_ - 1) / shard_bytes_, 1))),
       shards_(std::make_unique<Shard[]>(shard_count_)) {
   if (size_ % granularity_ != 0 || shard_bytes_ % granularity_ != 0)
@@ -42,13 +45,19 @@ ExtentMap::Footprint ExtentMap::footprint(const Shard& s) {
   return {s.known.memory_bytes(), s.known.runs(), s.known.is_bitmap() ? 1u : 0u};
 }
 
-void ExtentMap::assign_locked(Shard& s, uint64_t begin, uint64_t end, std::optional<Allocation> state) {
+void ExtentMap::assign_locked(Shard& s, uint64_t begin, uint64_t end,
+                              std::optional<Allocation> state) noexcept {
   const Footprint before = footprint(s);
-  s.known.assign(begin, end, state);
+  try {
+    s.known.assign(begin, end, state);
+  } catch (...) {  // std::bad_alloc: the shard may be half updated; unknown is always right
+    s.known.clear();
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+  }
   account(s, before);
 }
 
-void ExtentMap::drop_locked(Shard& victim) {
+void ExtentMap::drop_locked(Shard& victim) noexcept {
   const Footprint f = footprint(victim);
   victim.known.clear();
   bytes_.fetch_sub(f.bytes);
@@ -57,7 +66,7 @@ void ExtentMap::drop_locked(Shard& victim) {
   dropped_.fetch_add(1, std::memory_order_relaxed);
 }
 
-void ExtentMap::account(Shard& s, Footprint before) {
+void ExtentMap::account(Shard& s, Footprint before) noexcept {
   const Footprint after = footprint(s);
   runs_.fetch_add(after.runs - before.runs, std::memory_order_relaxed);  // modulo 2^64
   bitmaps_.fetch_add(after.bitmaps - before.bitmaps, std::memory_order_relaxed);
@@ -160,8 +169,11 @@ bool ExtentMap::still_valid(const Mapping& m) const {
   return m.cookie != 0 && shard_of(m.offset).seq.load(std::memory_order_acquire) == m.cookie;
 }
 
-void ExtentMap::begin_change(uint64_t offset, uint64_t length) {
-  for (uint64_t pos = offset, end = offset + length; pos < end;) {
+void ExtentMap::begin_change(uint64_t offset, uint64_t length) noexcept {
+  // Rounded out to L: a wider "data" is never wrong (callers pass L multiples already).
+  const uint64_t first = offset / granularity_ * granularity_;
+  const uint64_t last = std::min(size_, (offset + length + granularity_ - 1) / granularity_ * granularity_);
+  for (uint64_t pos = first, end = last; pos < end;) {
     const uint64_t to = std::min(end, shard_end(pos));
     Shard& s = shard_of(pos);
     std::lock_guard lk(s.mutex);
@@ -175,8 +187,15 @@ void ExtentMap::begin_change(uint64_t offset, uint64_t length) {
 }
 
 void ExtentMap::end_change(uint64_t offset, uint64_t length, std::optional<Allocation> result,
-                           uint64_t result_begin, uint64_t result_end) {
-  for (uint64_t pos = offset, end = offset + length; pos < end;) {
+                           uint64_t result_begin, uint64_t result_end) noexcept {
+  // The range rounded out as begin_change rounded it; the result rounded in: a block the
+  // change covered only in part keeps "data" (a hole or zero there could call data zero).
+  const uint64_t L = granularity_;
+  const uint64_t first = offset / L * L;
+  const uint64_t last = std::min(size_, (offset + length + L - 1) / L * L);
+  result_begin = result_begin > UINT64_MAX - (L - 1) ? UINT64_MAX : (result_begin + L - 1) / L * L;
+  result_end = result_end / L * L;
+  for (uint64_t pos = first, end = last; pos < end;) {
     const uint64_t to = std::min(end, shard_end(pos));
     Shard& s = shard_of(pos);
     std::lock_guard lk(s.mutex);

@@ -15,15 +15,17 @@
 //   - a mapping handed out before or during a change is never valid after it;
 //   - while a change runs, its range reads as "data", the harmless direction: a stale
 //     "data" only calls zeroes data, a stale "hole" or "zero" would call data zero (E1)
-//     or let a read return zeroes for data. Nothing here ever reports hole or zero for a
-//     range a change is writing.
+//     or let a read return zeroes for data. Nothing here ever reports hole or zero with
+//     a valid cookie for a range a change is writing (a probe during the change may see
+//     a hole, and is handed out with cookie 0).
 // A probe's answer is stored only if no change began in its shard while it ran (the
 // sequence is unchanged and none was in progress); otherwise it is handed out with cookie
 // 0, which is never valid, so the caller re-maps.
 // Invariants: what is known lies on multiples of the granularity (L), inside its shard.
 // A hole never covers part of a logical block (a partly allocated block is data).
-// Memory: at most max_bytes in all (run nodes and bitmaps); past it a whole shard's
-// knowledge is dropped (round robin), to be probed again. Dropping changes no
+// Memory: at most max_bytes in all (run nodes and bitmaps; never less than two shards'
+// bitmaps); past it a whole shard's knowledge is dropped (round robin), to be probed
+// again; so is a shard's when an allocation for it fails. Dropping changes no
 // allocation: no cookie moves. A change costs the same however fragmented its shard.
 // Precondition: changes of overlapping ranges never run at once (the caller serialises
 // them: CachedPath by its exclusive range lock and by waiting for writeback), since the
@@ -38,6 +40,7 @@
 #include <mutex>
 #include <optional>
 
+#include "cache/allocation.h"
 #include "cache/shard_allocation.h"
 #include "device/block_device.h"
 
@@ -84,9 +87,12 @@ class ExtentMap {
   // one end with the same range. `result`: the allocation after a successful change of
   // [result_begin, result_end) (clipped to the range; the rest of it is data), or nullopt
   // after a failed one (unknown: probed again when asked).
-  void begin_change(uint64_t offset, uint64_t length);
+  // Neither throws (end_change runs in the handlers of failed changes): should memory
+  // for the map run out, the shard forgets what it knew. A range not on multiples of L
+  // is rounded out, a result's range in.
+  void begin_change(uint64_t offset, uint64_t length) noexcept;
   void end_change(uint64_t offset, uint64_t length, std::optional<Allocation> result,
-                  uint64_t result_begin = 0, uint64_t result_end = UINT64_MAX);
+                  uint64_t result_begin = 0, uint64_t result_end = UINT64_MAX) noexcept;
 
   uint64_t granularity() const { return granularity_; }
   uint64_t shard_bytes() const { return shard_bytes_; }
@@ -103,8 +109,10 @@ class ExtentMap {
   Shard& shard_of(uint64_t offset) const { return shards_[offset / shard_bytes_]; }
   uint64_t shard_end(uint64_t offset) const;
   // Under the shard mutex: [begin, end) becomes `state` (nullopt: unknown), and the
-  // memory it takes is counted (and bounded).
-  void assign_locked(Shard& s, uint64_t begin, uint64_t end, std::optional<Allocation> state);
+  // memory it takes is counted (and bounded). Out of memory, the shard's knowledge is
+  // dropped instead (counted in dropped_shards); so it never throws, and the counts stay
+  // exact.
+  void assign_locked(Shard& s, uint64_t begin, uint64_t end, std::optional<Allocation> state) noexcept;
   // Under the shard mutex: the mapping at `offset` from what is known, or nullopt.
   std::optional<Mapping> known_locked(Shard& s, uint64_t offset, uint64_t limit);
   Mapping mapping_of(uint64_t offset, uint64_t limit, uint64_t entry_end, Allocation state,
@@ -116,9 +124,9 @@ class ExtentMap {
   static Footprint footprint(const Shard& s);
   // Counts the change in s's footprint since `before`, then drops other shards'
   // knowledge (or, failing that, s's own) while over max_bytes.
-  void account(Shard& s, Footprint before);
+  void account(Shard& s, Footprint before) noexcept;
   // Under the victim's mutex: forgets its knowledge and uncounts it.
-  void drop_locked(Shard& victim);
+  void drop_locked(Shard& victim) noexcept;
   void bump(Shard& s) { s.seq.fetch_add(1, std::memory_order_release); }
 
   BlockDevice& device_;

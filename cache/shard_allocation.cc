@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <iterator>
+#include <utility>
 
 namespace untorn {
 namespace {
@@ -22,15 +23,6 @@ uint64_t mask_of(uint64_t lo, uint64_t n) {
 
 }  // namespace
 
-const char* to_string(Allocation a) {
-  switch (a) {
-    case Allocation::data: return "data";
-    case Allocation::hole: return "hole";
-    case Allocation::zero: return "zero";
-  }
-  return "?";
-}
-
 void ShardAllocation::place(uint64_t begin, uint64_t end, uint64_t granularity) {
   begin_ = begin;
   end_ = end;
@@ -41,7 +33,7 @@ uint64_t ShardAllocation::memory_bytes() const {
   return bits_ ? words_ * sizeof(uint64_t) : runs_.size() * kRunBytes;
 }
 
-void ShardAllocation::clear() {
+void ShardAllocation::clear() noexcept {
   runs_.clear();
   bits_.reset();
   words_ = 0;
@@ -60,8 +52,10 @@ ShardAllocation::Run ShardAllocation::at(uint64_t offset, uint64_t limit) const 
 void ShardAllocation::assign(uint64_t begin, uint64_t end, std::optional<Allocation> state) {
   if (begin >= end) return;
   if (begin == begin_ && end == end_) {  // the whole slice: one run (or none) again
+    std::map<uint64_t, Entry> one;
+    if (state) one.emplace(begin, Entry{end, *state});  // before anything is forgotten
     clear();
-    if (state) runs_.emplace(begin, Entry{end, *state});
+    runs_.swap(one);
     return;
   }
   if (bits_) {
@@ -72,9 +66,12 @@ void ShardAllocation::assign(uint64_t begin, uint64_t end, std::optional<Allocat
   if (runs_.size() > max_runs()) to_bitmap();
 }
 
+uint64_t ShardAllocation::bitmap_bytes(uint64_t length, uint64_t granularity) {
+  return (length / granularity + kPerWord - 1) / kPerWord * sizeof(uint64_t);
+}
+
 uint64_t ShardAllocation::max_runs() const {
-  const uint64_t bitmap_bytes = ((end_ - begin_) / granularity_ + kPerWord - 1) / kPerWord * sizeof(uint64_t);
-  return std::clamp<uint64_t>(bitmap_bytes / kRunBytes, 1, kMaxRuns);
+  return std::clamp<uint64_t>(bitmap_bytes(end_ - begin_, granularity_) / kRunBytes, 1, kMaxRuns);
 }
 
 // ---- run list ---------------------------------------------------------------------------
@@ -160,8 +157,10 @@ void ShardAllocation::set_codes(uint64_t g, uint64_t limit, unsigned code) {
 
 void ShardAllocation::to_bitmap() {
   const uint64_t granules = (end_ - begin_) / granularity_;
-  words_ = (granules + kPerWord - 1) / kPerWord;
-  bits_ = std::make_unique<uint64_t[]>(words_);  // zeroed: all unknown
+  const uint64_t words = (granules + kPerWord - 1) / kPerWord;
+  auto bits = std::make_unique<uint64_t[]>(words);  // zeroed: all unknown; may throw, first
+  words_ = words;
+  bits_ = std::move(bits);
   for (const auto& [start, run] : runs_) set_codes(granule(start), granule(run.end), code_of(run.state));
   runs_.clear();
 }

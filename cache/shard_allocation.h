@@ -9,8 +9,13 @@
 //     fixed size (granules / 4 bytes): random writes into a sparse file cut its runs
 //     into thousands, and every change then walked a deep tree and allocated nodes; the
 //     bitmap's cost grows with the length asked about, not with the number of runs.
-// A whole-slice assignment or clear() goes back to the run list. Not thread-safe (the
-// ExtentMap's shard mutex guards it); allocates on assign (run nodes, the bitmap once).
+// A whole-slice assignment or clear() goes back to the run list; nothing else does (a
+// bitmap whose granules have merged back into few runs stays a bitmap: its cost is fixed).
+// Not thread-safe (the ExtentMap's shard mutex guards it). assign() allocates (run nodes,
+// the bitmap once, the one run of a whole-slice assignment) and may throw
+// std::bad_alloc: then every granule holds its old state, the new one or unknown, never
+// a state it was not given, and the form may break its rule (a list one run too long);
+// a caller that must not fail calls clear(), which never throws.
 // Invariants: runs lie inside [begin, end) on granule multiples, are disjoint, and
 // neighbours of one state are merged; in either form, at() answers what assign() set.
 #pragma once
@@ -20,14 +25,10 @@
 #include <memory>
 #include <optional>
 
+#include "cache/allocation.h"
+
 namespace untorn {
 
-enum class Allocation : uint8_t {
-  data,  // may hold data (the safe answer)
-  hole,  // deallocated: reads as zeroes
-  zero,  // allocated and known to read as zeroes (zeroed without punching)
-};
-const char* to_string(Allocation a);
 
 class ShardAllocation {
  public:
@@ -44,6 +45,9 @@ class ShardAllocation {
   ShardAllocation(const ShardAllocation&) = delete;
   ShardAllocation& operator=(const ShardAllocation&) = delete;
 
+  // What the bitmap of a slice of `length` bytes in granules of `granularity` takes.
+  static uint64_t bitmap_bytes(uint64_t length, uint64_t granularity);
+
   // The slice this shard covers; called once, before any other call.
   void place(uint64_t begin, uint64_t end, uint64_t granularity);
 
@@ -52,7 +56,7 @@ class ShardAllocation {
   // [begin, end) (granule multiples inside the slice) becomes `state` (nullopt: unknown).
   void assign(uint64_t begin, uint64_t end, std::optional<Allocation> state);
   // Forgets everything (all unknown).
-  void clear();
+  void clear() noexcept;
 
   // Memory held: run nodes or the bitmap.
   uint64_t memory_bytes() const;

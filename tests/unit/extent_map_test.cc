@@ -4,8 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
+#include <new>
 #include <random>
+#include <string>
+#include <utility>
 
 #include "cache/extent_map.h"
 #include "cache/mapped_device.h"
@@ -13,6 +17,43 @@
 #include "device/forwarding_device.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_data.h"
+
+// This test binary's own operator new: with allocations_until_failure at n >= 0 on a
+// thread, that thread's n+1st allocation throws std::bad_alloc (the map's out-of-memory
+// path), once, and sets allocation_failed. Every form is replaced, so new and delete
+// always pair (sanitizers check that).
+namespace {
+thread_local long allocations_until_failure = -1;  // -1: never fail
+thread_local bool allocation_failed = false;
+
+void* allocate(std::size_t n) {
+  if (allocations_until_failure == 0) {
+    allocations_until_failure = -1;
+    allocation_failed = true;
+    throw std::bad_alloc();
+  }
+  if (allocations_until_failure > 0) --allocations_until_failure;
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+}  // namespace
+
+void* operator new(std::size_t n) { return allocate(n); }
+void* operator new[](std::size_t n) { return allocate(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  try {
+    return allocate(n);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
 namespace untorn {
 namespace {
@@ -232,6 +273,91 @@ TEST_F(ExtentMapTest, AFragmentedShardCostsOneBitmapAndAnswersStayExact) {
     at = m.end();
   }
   EXPECT_EQ(map.stats().probes, 1u);
+}
+
+// The last shard of a device that is not a multiple of the shard size, held as a bitmap
+// whose last word is partial: every granule to the device's end answers exactly.
+TEST_F(ExtentMapTest, AShortLastShardHeldAsABitmapAnswersExactly) {
+  constexpr uint64_t kSize = 6 * kMiB + 4096;  // shards of 4 MiB: the last one 513 blocks
+  open(kSize);
+  ExtentMap map(*dev_, 4096, {.max_bytes = 4 * kMiB, .shard_bytes = 4 * kMiB});
+  MappedDevice mapped(*dev_, map);
+  ASSERT_EQ(map.map(4 * kMiB, kSize).state, Allocation::hole);
+  std::vector<bool> written(kSize / 4096);
+  std::mt19937_64 rng(13);
+  for (int i = 0; i < 200; ++i) {
+    const uint64_t block = 1024 + rng() % 513;
+    mapped.write(block * 4096, pattern(4096, block));
+    written[block] = true;
+  }
+  mapped.write(kSize - 4096, pattern(4096, 99));  // the device's very last block
+  written.back() = true;
+  ASSERT_EQ(map.stats().bitmaps, 1u);
+  for (uint64_t at = 4 * kMiB; at < kSize;) {
+    auto m = map.map(at, kSize);
+    ASSERT_TRUE(map.still_valid(m));
+    const uint64_t b = at / 4096;
+    ASSERT_EQ(m.state, written[b] ? Allocation::data : Allocation::hole) << at;
+    uint64_t e = b;
+    while (e < written.size() && written[e] == written[b]) ++e;
+    ASSERT_EQ(m.end(), e * 4096) << at;
+    at = m.end();
+  }
+  EXPECT_EQ(map.stats().probes, 1u);
+}
+
+// Memory for the map runs out at each allocation point of a change in turn (a run split,
+// the switch to a bitmap, a whole-shard run): the change still begins and ends (so later
+// probes are stored again), the shard forgets what it knew (never a wrong answer), and
+// the memory count stays exact.
+TEST_F(ExtentMapTest, AnAllocationFailureForgetsTheShardAndKeepsTheCountsExact) {
+  constexpr uint64_t kSize = 16 * kMiB;  // 4 shards of 4 MiB, 256-byte bitmaps
+  open(kSize);
+  dev_->write(8 * kMiB, pattern(4096, 1));
+  int failures_seen = 0;
+  for (long fail_at = 0; fail_at < 12; ++fail_at) {
+    SCOPED_TRACE("allocation " + std::to_string(fail_at) + " fails");
+    ExtentMap map(*dev_, 4096, {.max_bytes = 4 * kMiB, .shard_bytes = 4 * kMiB});
+    const uint64_t fixed = map.stats().memory_bytes;
+    ASSERT_EQ(map.map(0, 4 * kMiB).state, Allocation::hole);
+    // Shard 0 cut into a list just short of its limit (4 runs for a 256-byte bitmap).
+    map.begin_change(4096, 4096);
+    map.end_change(4096, 4096, Allocation::data);
+    ASSERT_EQ(map.stats().entries, 3u);
+    const uint64_t dropped_before = map.stats().dropped_shards;
+    allocations_until_failure = fail_at;
+    for (uint64_t b = 3; b < 9; b += 2) {  // each write splits the hole again
+      map.begin_change(b * 4096, 4096);
+      map.end_change(b * 4096, 4096, Allocation::zero);
+    }
+    map.begin_change(0, 4 * kMiB);  // a whole shard at once
+    map.end_change(0, 4 * kMiB, Allocation::data, 4 * kMiB, 4 * kMiB);
+    const bool failed = std::exchange(allocation_failed, false);
+    allocations_until_failure = -1;
+    if (failed) {
+      ++failures_seen;
+      EXPECT_GT(map.stats().dropped_shards, dropped_before);
+    }
+    // Whatever is known of shard 0 is right: data, or unknown (then probed: data, since
+    // the device holds none of what the map was told; a probe stored now and valid shows
+    // no change was left open).
+    auto m = map.map(0, 4 * kMiB);
+    EXPECT_TRUE(map.still_valid(m));
+    EXPECT_TRUE(m.state == Allocation::data || m.state == Allocation::hole);
+    // The count is exact: every shard made one run by a whole-shard change costs one
+    // node, nothing else is held.
+    for (uint64_t at = 0; at < kSize; at += 4 * kMiB) {
+      map.begin_change(at, 4 * kMiB);
+      map.end_change(at, 4 * kMiB, Allocation::data);
+    }
+    EXPECT_EQ(map.stats().memory_bytes - fixed, 4 * ShardAllocation::kRunBytes);
+    EXPECT_EQ(map.stats().entries, 4u);
+    EXPECT_EQ(map.stats().bitmaps, 0u);
+    auto d = map.map(8 * kMiB, kSize);
+    EXPECT_TRUE(map.still_valid(d));
+    EXPECT_EQ(d.state, Allocation::data);
+  }
+  EXPECT_GE(failures_seen, 3);  // the split, the switch to a bitmap and the whole shard
 }
 
 // Random writes, zeroes and punches through the MappedDevice: whatever the map says is
