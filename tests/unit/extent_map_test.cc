@@ -114,6 +114,22 @@ class ExtentMapTest : public ::testing::Test {
     return std::all_of(v.begin(), v.end(), [](std::byte b) { return b == std::byte{0}; });
   }
 
+  // Walks [from, to) through the map: each mapping valid, data exactly where `written`
+  // (per 4K block) says, hole elsewhere, and ending where that changes.
+  static void expect_written_blocks_are_data(ExtentMap& map, const std::vector<bool>& written,
+                                             uint64_t from, uint64_t to) {
+    for (uint64_t at = from; at < to;) {
+      auto m = map.map(at, to);
+      ASSERT_TRUE(map.still_valid(m));
+      const uint64_t b = at / 4096;
+      ASSERT_EQ(m.state, written[b] ? Allocation::data : Allocation::hole) << at;
+      uint64_t e = b;
+      while (e < written.size() && written[e] == written[b]) ++e;
+      ASSERT_EQ(m.end(), std::min(to, e * 4096)) << at;
+      at = m.end();
+    }
+  }
+
   TempDir dir_;
   std::unique_ptr<BackingFile> dev_;
 };
@@ -285,16 +301,7 @@ TEST_F(ExtentMapTest, AFragmentedShardCostsOneBitmapAndAnswersStayExact) {
   EXPECT_EQ(st.bitmaps, 1u);
   EXPECT_EQ(st.entries, 0u);
   EXPECT_EQ(st.probes, 1u);  // every change was recorded; nothing needed probing again
-  for (uint64_t at = 0; at < 64 * kMiB;) {
-    auto m = map.map(at, 64 * kMiB);
-    ASSERT_TRUE(map.still_valid(m));
-    const uint64_t b = at / 4096;
-    ASSERT_EQ(m.state, written[b] ? Allocation::data : Allocation::hole) << at;
-    uint64_t e = b;
-    while (e < written.size() && written[e] == written[b]) ++e;
-    ASSERT_EQ(m.end(), e * 4096) << at;
-    at = m.end();
-  }
+  expect_written_blocks_are_data(map, written, 0, 64 * kMiB);
   EXPECT_EQ(map.stats().probes, 1u);
 }
 
@@ -316,16 +323,7 @@ TEST_F(ExtentMapTest, AShortLastShardHeldAsABitmapAnswersExactly) {
   mapped.write(kSize - 4096, pattern(4096, 99));  // the device's very last block
   written.back() = true;
   ASSERT_EQ(map.stats().bitmaps, 1u);
-  for (uint64_t at = 4 * kMiB; at < kSize;) {
-    auto m = map.map(at, kSize);
-    ASSERT_TRUE(map.still_valid(m));
-    const uint64_t b = at / 4096;
-    ASSERT_EQ(m.state, written[b] ? Allocation::data : Allocation::hole) << at;
-    uint64_t e = b;
-    while (e < written.size() && written[e] == written[b]) ++e;
-    ASSERT_EQ(m.end(), e * 4096) << at;
-    at = m.end();
-  }
+  expect_written_blocks_are_data(map, written, 4 * kMiB, kSize);
   EXPECT_EQ(map.stats().probes, 1u);
 }
 
