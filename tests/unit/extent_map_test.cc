@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <functional>
@@ -79,24 +80,22 @@ class ProbeRacingDevice final : public ForwardingDevice {
   }
 };
 
-// Forwards to a device; each write and zero yields a while after the device has it,
-// before it returns: the window in which a change's data is on the device but the change
-// has not ended, where only begin_change's "data" keeps a reader from calling it a hole.
-class SlowToReturnDevice final : public ForwardingDevice {
+// Forwards to a device; after each write and zero has reached the device, runs
+// after_change before returning: the window in which a change's data is on the device
+// but the change has not ended, where only begin_change's "data" keeps a reader from
+// calling it a hole.
+class LingeringDevice final : public ForwardingDevice {
  public:
-  explicit SlowToReturnDevice(BlockDevice& inner) : ForwardingDevice(inner) {}
+  explicit LingeringDevice(BlockDevice& inner) : ForwardingDevice(inner) {}
+  std::function<void()> after_change;
+
   void write(uint64_t o, std::span<const std::byte> src) override {
     ForwardingDevice::write(o, src);
-    linger();
+    after_change();
   }
   void write_zeroes(uint64_t o, uint64_t n, ZeroOptions options) override {
     ForwardingDevice::write_zeroes(o, n, options);
-    linger();
-  }
-
- private:
-  static void linger() {
-    for (int i = 0; i < 50; ++i) std::this_thread::yield();
+    after_change();
   }
 };
 
@@ -385,14 +384,24 @@ TEST_F(ExtentMapTest, AnAllocationFailureForgetsTheShardAndKeepsTheCountsExact) 
 // once) write, zero and punch through the MappedDevice while two readers map and read,
 // under a byte bound so small that shards turn into bitmaps and are dropped all along:
 // whatever the map calls hole or zero with a cookie still valid after the read, read as
-// zeroes (E1 under concurrency; run under TSan in CI too).
+// zeroes (E1 under concurrency; run under TSan in CI too). Each change lingers, its data
+// on the device, until the readers have looked twice more.
 TEST_F(ExtentMapTest, ConcurrentChangesAndLookupsUnderASmallBoundNeverCallDataZero) {
   constexpr uint64_t kSize = 32 * kMiB, kStripe = 65536;
   open(kSize);
-  SlowToReturnDevice slow(*dev_);
-  ExtentMap map(slow, 4096, {.max_bytes = 1024, .shard_bytes = 4 * kMiB});
-  MappedDevice mapped(slow, map);
+  LingeringDevice lingering(*dev_);
+  ExtentMap map(lingering, 4096, {.max_bytes = 1024, .shard_bytes = 4 * kMiB});
+  MappedDevice mapped(lingering, map);
   std::atomic<int> writers_left{2};
+  std::array<std::atomic<uint64_t>, 2> changing_at{};  // each writer's latest change
+  std::atomic<uint64_t> lookups{0};  // by the readers, so far
+  // Each change lingers until the readers have made two more lookups (they run until
+  // both writers are done, so they are running now, unless one failed).
+  std::atomic<int> readers_left{2};
+  lingering.after_change = [&] {
+    for (const uint64_t start = lookups.load(); lookups.load() < start + 2 && readers_left.load() > 0;)
+      std::this_thread::yield();
+  };
   std::atomic<uint64_t> most_bitmaps{0};
   auto writer = [&](uint64_t parity, uint64_t seed) {
     std::mt19937_64 rng(seed);
@@ -400,6 +409,7 @@ TEST_F(ExtentMapTest, ConcurrentChangesAndLookupsUnderASmallBoundNeverCallDataZe
       const uint64_t stripe = 2 * (rng() % (kSize / kStripe / 2)) + parity;
       const uint64_t first = rng() % 16, blocks = 1 + rng() % (16 - first);
       const uint64_t off = stripe * kStripe + first * 4096, len = blocks * 4096;
+      changing_at[parity].store(off);
       switch (rng() % 4) {
         case 0:
         case 1: mapped.write(off, pattern(len, seed * 1000 + static_cast<uint64_t>(op) + 1)); break;
@@ -414,10 +424,15 @@ TEST_F(ExtentMapTest, ConcurrentChangesAndLookupsUnderASmallBoundNeverCallDataZe
   };
   std::atomic<uint64_t> checked{0};
   auto reader = [&](uint64_t seed) {
+    struct Leaving {  // also when an assertion returns early: no writer lingers forever
+      std::atomic<int>& left;
+      ~Leaving() { left.fetch_sub(1); }
+    } leaving{readers_left};
     std::mt19937_64 rng(seed);
     std::vector<std::byte> buf(kStripe);
-    while (writers_left.load() > 0) {
-      const uint64_t at = 4096 * (rng() % (kSize / 4096));
+    for (; writers_left.load() > 0; lookups.fetch_add(1)) {
+      // Half the lookups where a writer is changing the allocation now.
+      const uint64_t at = rng() % 2 ? changing_at[rng() % 2].load() : 4096 * (rng() % (kSize / 4096));
       const ExtentMap::Mapping m = map.map(at, kSize);
       if (m.state == Allocation::data) continue;
       const uint64_t n = std::min<uint64_t>(m.length, kStripe);
