@@ -193,6 +193,8 @@ void ExtentMap::end_change(uint64_t offset, uint64_t length, std::optional<Alloc
   const uint64_t L = granularity_;
   const uint64_t first = offset / L * L;
   const uint64_t last = std::min(size_, (offset + length + L - 1) / L * L);
+  result_begin = std::max(result_begin, offset);  // clipped to what the caller changed,
+  result_end = std::min(result_end, offset + length);  // then rounded in
   result_begin = result_begin > UINT64_MAX - (L - 1) ? UINT64_MAX : (result_begin + L - 1) / L * L;
   result_end = result_end / L * L;
   for (uint64_t pos = first, end = last; pos < end;) {

@@ -14,7 +14,8 @@
 // Not thread-safe (the ExtentMap's shard mutex guards it). assign() allocates (run nodes,
 // the bitmap once, the one run of a whole-slice assignment) and may throw
 // std::bad_alloc: then every granule holds its old state, the new one or unknown, never
-// a state it was not given, and the form may break its rule (a list one run too long);
+// a state it was not given, and the form may break its rules (a list one run too long,
+// an empty run left in it, which answers nothing);
 // a caller that must not fail calls clear(), which never throws.
 // Invariants: runs lie inside [begin, end) on granule multiples, are disjoint, and
 // neighbours of one state are merged; in either form, at() answers what assign() set.
@@ -48,7 +49,7 @@ class ShardAllocation {
   // What the bitmap of a slice of `length` bytes in granules of `granularity` takes.
   static uint64_t bitmap_bytes(uint64_t length, uint64_t granularity);
 
-  // The slice this shard covers; called once, before any other call.
+  // The slice this shard covers; called before any other call (again only after clear()).
   void place(uint64_t begin, uint64_t end, uint64_t granularity);
 
   // The run holding `offset` (a granule multiple in the slice), up to `limit` (> offset).
