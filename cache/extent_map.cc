@@ -169,11 +169,12 @@ bool ExtentMap::still_valid(const Mapping& m) const {
   return m.cookie != 0 && shard_of(m.offset).seq.load(std::memory_order_acquire) == m.cookie;
 }
 
+uint64_t ExtentMap::round_down(uint64_t v) const { return v / granularity_ * granularity_; }
+uint64_t ExtentMap::round_up(uint64_t v) const { return std::min(size_, round_down(v + granularity_ - 1)); }
+
 void ExtentMap::begin_change(uint64_t offset, uint64_t length) noexcept {
-  // Rounded out to L: a wider "data" is never wrong (callers pass L multiples already).
-  const uint64_t first = offset / granularity_ * granularity_;
-  const uint64_t last = std::min(size_, (offset + length + granularity_ - 1) / granularity_ * granularity_);
-  for (uint64_t pos = first, end = last; pos < end;) {
+  // Every block the change touches, whole: a wider "data" is never wrong.
+  for (uint64_t pos = round_down(offset), end = round_up(offset + length); pos < end;) {
     const uint64_t to = std::min(end, shard_end(pos));
     Shard& s = shard_of(pos);
     std::lock_guard lk(s.mutex);
@@ -186,22 +187,16 @@ void ExtentMap::begin_change(uint64_t offset, uint64_t length) noexcept {
   }
 }
 
-void ExtentMap::end_change(uint64_t offset, uint64_t length, std::optional<Allocation> result,
-                           uint64_t result_begin, uint64_t result_end) noexcept {
-  // The range rounded out as begin_change rounded it; the result rounded in: a block the
-  // change covered only in part keeps "data" (a hole or zero there could call data zero).
-  const uint64_t L = granularity_;
-  const uint64_t first = offset / L * L;
-  const uint64_t last = std::min(size_, (offset + length + L - 1) / L * L);
-  result_begin = std::max(result_begin, offset);  // clipped to what the caller changed,
-  result_end = std::min(result_end, offset + length);  // then rounded in
-  result_begin = result_begin > UINT64_MAX - (L - 1) ? UINT64_MAX : (result_begin + L - 1) / L * L;
-  result_end = result_end / L * L;
-  for (uint64_t pos = first, end = last; pos < end;) {
+void ExtentMap::end_change(uint64_t offset, uint64_t length, std::optional<Allocation> result) noexcept {
+  // The blocks begin_change marked; the result goes to those the change covered whole. A
+  // block covered in part stays data: a hole or zero there could call data zero (E1).
+  const uint64_t whole_begin = round_up(offset);
+  const uint64_t whole_end = std::max(whole_begin, round_down(offset + length));
+  for (uint64_t pos = round_down(offset), end = round_up(offset + length); pos < end;) {
     const uint64_t to = std::min(end, shard_end(pos));
     Shard& s = shard_of(pos);
     std::lock_guard lk(s.mutex);
-    const uint64_t rb = std::clamp(result_begin, pos, to), re = std::clamp(result_end, rb, to);
+    const uint64_t rb = std::clamp(whole_begin, pos, to), re = std::clamp(whole_end, rb, to);
     if (!result) {
       assign_locked(s, pos, to, std::nullopt);
     } else {

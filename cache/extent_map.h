@@ -83,16 +83,14 @@ class ExtentMap {
   // Whether no change began in the mapping's shard since it was taken (cheap: one load).
   bool still_valid(const Mapping& m) const;
 
-  // A change of [offset, offset+length) (multiples of L) begins / ended; each begin has
-  // one end with the same range. `result`: the allocation after a successful change of
-  // [result_begin, result_end) (clipped to the range; the rest of it is data), or nullopt
-  // after a failed one (unknown: probed again when asked).
-  // Neither throws (end_change runs in the handlers of failed changes): should memory
-  // for the map run out, the shard forgets what it knew. A range not on multiples of L
-  // is rounded out, a result's range in.
+  // A change of [offset, offset+length) begins / ended; each begin has one end with the
+  // same range. While it runs, every block it touches is data. `result`: the allocation
+  // of the blocks it covers whole after it succeeded (blocks it covers in part stay
+  // data), or nullopt after a failure (every block it touches unknown: probed again when
+  // asked). Neither throws (end_change runs in the handlers of failed changes): should
+  // memory for the map run out, the shard forgets what it knew.
   void begin_change(uint64_t offset, uint64_t length) noexcept;
-  void end_change(uint64_t offset, uint64_t length, std::optional<Allocation> result,
-                  uint64_t result_begin = 0, uint64_t result_end = UINT64_MAX) noexcept;
+  void end_change(uint64_t offset, uint64_t length, std::optional<Allocation> result) noexcept;
 
   uint64_t granularity() const { return granularity_; }
   uint64_t shard_bytes() const { return shard_bytes_; }
@@ -108,6 +106,9 @@ class ExtentMap {
 
   Shard& shard_of(uint64_t offset) const { return shards_[offset / shard_bytes_]; }
   uint64_t shard_end(uint64_t offset) const;
+  // To a multiple of L (round_up: at most the device's end).
+  uint64_t round_down(uint64_t v) const;
+  uint64_t round_up(uint64_t v) const;
   // Under the shard mutex: [begin, end) becomes `state` (nullopt: unknown), and the
   // memory it takes is counted (and bounded). Out of memory, the shard's knowledge is
   // dropped instead (counted in dropped_shards); so it never throws, and the counts stay

@@ -1,7 +1,5 @@
 #include "cache/mapped_device.h"
 
-#include "util/io_error.h"
-
 namespace untorn {
 
 template <typename F>
@@ -10,18 +8,14 @@ void MappedDevice::changing(uint64_t offset, uint64_t length, Allocation after, 
     change();
     return;
   }
-  const uint64_t L = map_.granularity();
-  const uint64_t begin = offset / L * L, end = (offset + length + L - 1) / L * L;
-  map_.begin_change(begin, end - begin);
+  map_.begin_change(offset, length);
   try {
     change();
   } catch (...) {
-    map_.end_change(begin, end - begin, std::nullopt);  // unknown: probed again when asked
+    map_.end_change(offset, length, std::nullopt);  // unknown: probed again when asked
     throw;
   }
-  // Only whole blocks take the new state: a block zeroed in part may still hold data.
-  const uint64_t whole_begin = (offset + L - 1) / L * L, whole_end = (offset + length) / L * L;
-  map_.end_change(begin, end - begin, after, whole_begin, std::max(whole_begin, whole_end));
+  map_.end_change(offset, length, after);  // the blocks it covered in part stay data
 }
 
 void MappedDevice::write(uint64_t offset, std::span<const std::byte> src) {
@@ -33,28 +27,18 @@ void MappedDevice::write_atomic(uint64_t offset, std::span<const std::byte> src)
 }
 
 void MappedDevice::write_batch(std::span<WriteRequest> writes) {
-  const uint64_t L = map_.granularity();
-  auto range = [L](const WriteRequest& w) {
-    const uint64_t b = w.offset / L * L;
-    return std::pair{b, (w.offset + w.data.size() + L - 1) / L * L - b};
-  };
-  for (const WriteRequest& w : writes) {
-    const auto [b, n] = range(w);
-    if (n) map_.begin_change(b, n);
-  }
+  for (const WriteRequest& w : writes)
+    if (!w.data.empty()) map_.begin_change(w.offset, w.data.size());
   try {
     inner().write_batch(writes);
   } catch (...) {
-    for (const WriteRequest& w : writes) {
-      const auto [b, n] = range(w);
-      if (n) map_.end_change(b, n, std::nullopt);
-    }
+    for (const WriteRequest& w : writes)
+      if (!w.data.empty()) map_.end_change(w.offset, w.data.size(), std::nullopt);
     throw;
   }
-  for (const WriteRequest& w : writes) {
-    const auto [b, n] = range(w);
-    if (n) map_.end_change(b, n, w.error ? std::nullopt : std::optional(Allocation::data));
-  }
+  for (const WriteRequest& w : writes)
+    if (!w.data.empty())
+      map_.end_change(w.offset, w.data.size(), w.error ? std::nullopt : std::optional(Allocation::data));
 }
 
 void MappedDevice::write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) {

@@ -27,9 +27,9 @@ class MappedDevice final : public ForwardingDevice {
   void write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) override;
 
  private:
-  // Runs `change` on the inner device as one change of [offset, offset+length) (widened
-  // to whole L blocks); `after` is the allocation of the whole blocks it covers when it
-  // succeeds (edge blocks it covers in part stay data).
+  // Runs `change` on the inner device as one change of [offset, offset+length) in the
+  // map; `after` is the allocation it leaves when it succeeds (the map gives it to the
+  // blocks the change covers whole).
   template <typename F>
   void changing(uint64_t offset, uint64_t length, Allocation after, F&& change);
 

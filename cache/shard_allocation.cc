@@ -156,8 +156,7 @@ void ShardAllocation::set_codes(uint64_t g, uint64_t limit, unsigned code) {
 }
 
 void ShardAllocation::to_bitmap() {
-  const uint64_t granules = (end_ - begin_) / granularity_;
-  const uint64_t words = (granules + kPerWord - 1) / kPerWord;
+  const uint64_t words = bitmap_bytes(end_ - begin_, granularity_) / sizeof(uint64_t);
   auto bits = std::make_unique<uint64_t[]>(words);  // zeroed: all unknown; may throw, first
   words_ = words;
   bits_ = std::move(bits);
