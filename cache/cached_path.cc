@@ -32,6 +32,8 @@ constexpr int kMaxProbeRounds = 4;
 // mappings one reply is built from (a reply may cover less than asked).
 constexpr int kMaxStatusAttempts = 8;
 constexpr size_t kMaxStatusMappings = 1024;
+// Empty regions' block tables (4 KiB each at the defaults) kept before make_room frees them.
+constexpr size_t kReclaimRegionsAt = 32;
 
 WritebackOptions writeback_options(const Config::Cache& c, uint32_t A) {
   WritebackOptions o;
@@ -57,7 +59,7 @@ CachedPath::CachedPath(MappedDevice& device, ExtentMap& map, AtomicWriter& write
       atomic_write_unit_max_(atomic_write_unit_max),
       block_(std::max(logical_block_size, device.io_align())),
       readahead_max_(std::min<uint64_t>(config.folio_max, config.size / 16)),
-      cache_(device.size(), block_, config.folio_max, config.size, stats_),
+      cache_(device.size(), block_, config.folio_max, config.size, stats_, locks_),
       writeback_(cache_, locks_, writer, stats_, writeback_options(config, atomic_write_unit_max)) {
   // A write that bypassed the MappedDevice would leave the map calling its data a hole.
   if (&writer.device() != &device)
@@ -90,6 +92,9 @@ CacheCounters CachedPath::counters() const {
 }
 
 void CachedPath::make_room(uint64_t bytes) {
+  // Tables of regions whose folios are all gone (uncached writes, trims) go back here,
+  // where no range is held, a few dozen at a time.
+  if (cache_.empty_regions() >= kReclaimRegionsAt) cache_.reclaim_empty_regions();
   if (cache_.used() + bytes <= cache_.budget()) return;
   stats_.add(stats_.memory_waits);
   for (;;) {
@@ -180,7 +185,10 @@ uint64_t CachedPath::fill(uint64_t b0, uint64_t b1, uint64_t offset, std::span<s
     if (s < t) std::memcpy(dst.data() + (s - offset), src_at + (s - from), t - s);
   };
   for (uint64_t pos = b0; pos < b1;) {
-    FolioCache::Ref f = cache_.find(pos);
+    // Under our shared hold of [b0, b1) a folio found there stays indexed (folio_cache.h).
+    Folio* f = cache_.find_held(pos);
+    RACE_HOOK(after_hit_lookup);
+    FolioCache::Ref created_folio;
     if (!f && populate && mappings.use_map) {
       // Nothing cached here: a hole or zeroes (by the map) go to the client as zeroes and
       // take no cache memory; anything else is read into a new folio.
@@ -205,7 +213,8 @@ uint64_t CachedPath::fill(uint64_t b0, uint64_t b1, uint64_t offset, std::span<s
     }
     if (!f && populate) {
       bool created;
-      f = cache_.find_or_create(pos, b0, b1, &created);
+      created_folio = cache_.find_or_create(pos, b0, b1, &created);
+      f = created_folio.get();
     }
     if (!f) {
       // Not cached and not to be: straight from the device.
@@ -225,7 +234,8 @@ uint64_t CachedPath::fill(uint64_t b0, uint64_t b1, uint64_t offset, std::span<s
     }
     const uint64_t to = std::min(b1, f->end());
     const size_t fb = f->block_of(pos), fe = f->block_of(to - 1) + 1;
-    {
+    // A hit takes no lock: blocks read as uptodate keep their bytes while we hold them.
+    if (!f->uptodate_unlocked(fb, fe)) {
       std::lock_guard fl(f->mutex());
       // Load every run of blocks that is not uptodate into the folio.
       for (size_t i = fb; i < fe;) {
@@ -299,11 +309,16 @@ void CachedPath::prefetch(uint64_t offset, uint64_t length) {
 
 // ---- writes ---------------------------------------------------------------------------
 
-bool CachedPath::crosses(uint64_t boundary) {
+bool CachedPath::crosses(uint64_t boundary, Folio* holder) {
   // A group sticks out over `boundary` when the block at it is joined to the one before
   // and is dirty or under writeback.
   if (boundary == 0 || boundary >= size()) return false;
-  FolioCache::Ref f = cache_.find(boundary, false);
+  FolioCache::Ref ref;  // only where the caller may not hold the block at `boundary`
+  Folio* f = holder && boundary < holder->end() ? holder : nullptr;
+  if (!f) {
+    ref = cache_.find(boundary, false);
+    f = ref.get();
+  }
   if (!f) return false;
   std::lock_guard fl(f->mutex());
   const size_t i = f->block_of(boundary);
@@ -311,7 +326,10 @@ bool CachedPath::crosses(uint64_t boundary) {
 }
 
 CachedPath::Crossing CachedPath::crossing(uint64_t b0, uint64_t b1) {
-  return {crosses(b0), crosses(b1)};
+  // The caller holds b0's block and b1 - block_'s; b1's only when one folio has both.
+  Folio* first = b0 < size() ? cache_.find_held(b0, false) : nullptr;
+  Folio* last = cache_.find_held(b1 - block_, false);
+  return {crosses(b0, first), crosses(b1, last)};
 }
 
 void CachedPath::settle_edges(uint64_t b0, uint64_t b1, Crossing c) {
@@ -347,9 +365,14 @@ std::vector<FolioCache::Ref> CachedPath::copy_in(uint64_t offset, uint64_t lengt
   const uint64_t end = offset + length;
   std::vector<FolioCache::Ref> created_folios;
   for (uint64_t pos = b0; pos < b1;) {
-    bool created;
-    FolioCache::Ref f = cache_.find_or_create(pos, b0, b1, &created);
-    if (created) created_folios.push_back(f);
+    // Under our exclusive hold a folio found there stays indexed (folio_cache.h).
+    Folio* f = cache_.find_held(pos);
+    if (!f) {
+      bool created;
+      FolioCache::Ref made = cache_.find_or_create(pos, b0, b1, &created);
+      f = made.get();
+      if (created) created_folios.push_back(std::move(made));
+    }
     const uint64_t to = std::min(b1, f->end());
     const size_t fb = f->block_of(pos), fe = f->block_of(to - 1) + 1;
     const uint64_t s = std::max(offset, pos), t = std::min(end, to);
@@ -393,7 +416,7 @@ std::vector<FolioCache::Ref> CachedPath::copy_in(uint64_t offset, uint64_t lengt
   return created_folios;
 }
 
-void CachedPath::invalidate(uint64_t b0, uint64_t b1) noexcept {
+void CachedPath::invalidate(uint64_t b0, uint64_t b1, const RangeLock::Guard& held) noexcept {
   // It runs where memory may have run out (a write-through whose collect failed): the
   // folios are walked one at a time, with no list to allocate, and dropping one is best
   // effort (left in the cache, its blocks are not uptodate and are read again).
@@ -410,7 +433,7 @@ void CachedPath::invalidate(uint64_t b0, uint64_t b1) noexcept {
     cache_.mark_clean(*f);
     if (f->offset() >= b0 && f->end() <= b1) {
       try {
-        cache_.drop_if_clean(f);
+        cache_.drop_if_clean(f, held);
       } catch (...) {
       }
     }
@@ -433,15 +456,17 @@ bool CachedPath::write_direct(uint64_t offset, uint64_t length, const std::byte*
   return true;
 }
 
-void CachedPath::write_locked(uint64_t offset, uint64_t length, const std::byte* src, bool fua) {
+void CachedPath::write_locked(uint64_t offset, uint64_t length, const std::byte* src, bool fua,
+                              const RangeLock::Guard& held) {
   const uint64_t b0 = align_down(offset), b1 = align_up(offset + length);
   const bool atomic = atomic_eligible(offset, length, logical_block_size_, atomic_write_unit_max_);
   if (write_direct(offset, length, src, fua, atomic)) return;
   std::vector<FolioCache::Ref> created = copy_in(offset, length, src, atomic);  // act
-  finish_write(b0, b1, fua, created);                                           // finish
+  finish_write(b0, b1, fua, created, held);                                     // finish
 }
 
-void CachedPath::finish_write(uint64_t b0, uint64_t b1, bool fua, std::vector<FolioCache::Ref>& created) {
+void CachedPath::finish_write(uint64_t b0, uint64_t b1, bool fua, std::vector<FolioCache::Ref>& created,
+                              const RangeLock::Guard& held) {
   if (mode_ == CacheMode::writeback && !fua) return;
   try {
     writeback_.write_range(b0, b1, fua || mode_ == CacheMode::writethrough,
@@ -450,11 +475,11 @@ void CachedPath::finish_write(uint64_t b0, uint64_t b1, bool fua, std::vector<Fo
     // Writethrough: the range is read again from the device next time (nothing stays
     // dirty in a cache that promised to hold none). Writeback with FUA: the data stays
     // dirty (R1) and the request fails.
-    if (mode_ != CacheMode::writeback) invalidate(b0, b1);
+    if (mode_ != CacheMode::writeback) invalidate(b0, b1, held);
     throw;
   }
   if (mode_ == CacheMode::uncached)
-    for (FolioCache::Ref& f : created) cache_.drop_if_clean(f);
+    for (FolioCache::Ref& f : created) cache_.drop_if_clean(f, held);
 }
 
 void CachedPath::write_request(uint64_t offset, uint64_t length, const std::byte* src, bool fua) {
@@ -466,7 +491,7 @@ void CachedPath::write_request(uint64_t offset, uint64_t length, const std::byte
   if (mode_ == CacheMode::writeback) writeback_.throttle();
   make_room(b1 - b0);
   auto guard = lock_for_write(b0, b1);  // find
-  write_locked(offset, length, src, fua);  // act, finish
+  write_locked(offset, length, src, fua, guard);  // act, finish
 }
 
 void CachedPath::write(uint64_t offset, std::span<const std::byte> src, bool fua) {
@@ -573,10 +598,10 @@ void CachedPath::zero_range(uint64_t offset, uint64_t length, ZeroOptions option
     const bool atomic = atomic_eligible(offset, length, logical_block_size_, atomic_write_unit_max_);
     writer_.zero(mid_b, mid_e - mid_b, options, atomic, durable);
   }
-  invalidate(mid_b, mid_e);
+  invalidate(mid_b, mid_e, guard);
   // The partial edge blocks: cached writes of zeroes, their edges settled above.
-  if (offset < mid_b) write_locked(offset, mid_b - offset, nullptr, fua);
-  if (mid_e < end) write_locked(mid_e, end - mid_e, nullptr, fua);
+  if (offset < mid_b) write_locked(offset, mid_b - offset, nullptr, fua, guard);
+  if (mid_e < end) write_locked(mid_e, end - mid_e, nullptr, fua, guard);
 }
 
 // ---- flush and block status -----------------------------------------------------------

@@ -95,27 +95,32 @@ class CachedPath final : public RequestPath {
   // (write_direct).
   void write_request(uint64_t offset, uint64_t length, const std::byte* src, bool fua);
   RangeLock::Guard lock_for_write(uint64_t b0, uint64_t b1);
-  // Act and finish, under find's lock (or zero_range's, which is wider and settled).
-  void write_locked(uint64_t offset, uint64_t length, const std::byte* src, bool fua);
+  // Act and finish, under find's lock (or zero_range's, which is wider and settled):
+  // `held`, which holds the write's blocks exclusive.
+  void write_locked(uint64_t offset, uint64_t length, const std::byte* src, bool fua,
+                    const RangeLock::Guard& held);
   // The uncached direct path: false (nothing done) unless it applies.
   bool write_direct(uint64_t offset, uint64_t length, const std::byte* src, bool fua, bool atomic);
-  void finish_write(uint64_t b0, uint64_t b1, bool fua, std::vector<FolioCache::Ref>& created);
+  void finish_write(uint64_t b0, uint64_t b1, bool fua, std::vector<FolioCache::Ref>& created,
+                    const RangeLock::Guard& held);
   // Which edges of block range [b0, b1) a dirty (or under writeback) group sticks out of.
   struct Crossing {
     bool start = false, end = false;
     bool any() const { return start || end; }
   };
+  // The caller holds [b0, b1) in the range lock (and perhaps more).
   Crossing crossing(uint64_t b0, uint64_t b1);
   // Writes back the groups `c` says cross the edges of [b0, b1). The caller holds
   // [widen_lo(b0), widen_hi(b1)) exclusive: a group reaches at most A - 1 block past it.
   void settle_edges(uint64_t b0, uint64_t b1, Crossing c);
-  bool crosses(uint64_t boundary);
+  // `holder`: a folio the caller may use (find_held), held at or before `boundary`.
+  bool crosses(uint64_t boundary, Folio* holder);
   // Copies into folios (creating them inside [b0, b1)); returns the folios it created.
   std::vector<FolioCache::Ref> copy_in(uint64_t offset, uint64_t length, const std::byte* src,
                                        bool atomic);
   // Drops [b0, b1) from the cache (dirty data too): after the device has it or after a
-  // failed writethrough.
-  void invalidate(uint64_t b0, uint64_t b1) noexcept;
+  // failed writethrough. `held` holds [b0, b1) exclusive.
+  void invalidate(uint64_t b0, uint64_t b1, const RangeLock::Guard& held) noexcept;
   // Mappings probed for a read with no lock held, to be revalidated under it.
   struct ReadMappings {
     std::vector<ExtentMap::Mapping> probed;
@@ -170,8 +175,8 @@ class CachedPath final : public RequestPath {
   const uint32_t block_;
   const uint64_t readahead_max_;
   CacheStats stats_;
+  RangeLock locks_;  // before cache_, which evicts only what no range is held over
   FolioCache cache_;
-  RangeLock locks_;
   Writeback writeback_;
   std::array<std::atomic<uint64_t>, 8> stream_ends_{};  // sequential read detection
   std::atomic<size_t> stream_slot_{0};

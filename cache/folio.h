@@ -10,9 +10,12 @@
 //             first block of a folio may be joined to the last block of the folio before;
 //   atomic    the block belongs to an atomic-eligible write (one-block groups need it).
 // Invariants: offset % size == 0; size is a power of two, a multiple of the block size.
-// The bitmaps and dirtied_at are guarded by mutex(); the data bytes by the cache's range
-// lock (writers exclusive, readers and writeback shared) plus, for filling blocks that
-// are not uptodate, mutex(). joined/atomic bits of dirty or writeback blocks never change
+// The bitmaps and dirtied_at are changed under mutex(); the data bytes are guarded by the
+// cache's range lock (writers exclusive, readers and writeback shared) plus, for filling
+// blocks that are not uptodate, mutex(). A reader holding a block's range may also ask
+// whether it is uptodate without mutex() (uptodate_unlocked): a block turns uptodate only
+// after its bytes are in place (release, paired with that check's acquire), and stops
+// being uptodate, or has its bytes changed, only under an exclusive hold of its range. joined/atomic bits of dirty or writeback blocks never change
 // while they are under writeback, so a failed writeback restores the groups exactly.
 #pragma once
 
@@ -29,7 +32,7 @@
 
 namespace untorn {
 
-class Folio : public std::enable_shared_from_this<Folio> {
+class alignas(64) Folio : public std::enable_shared_from_this<Folio> {
  public:
   enum Bit { uptodate = 0, dirty, writeback, joined, atomic, kBits };
 
@@ -59,8 +62,32 @@ class Folio : public std::enable_shared_from_this<Folio> {
   size_t count(Bit bit, size_t b, size_t e) const;
   // First block i in [b, e) with `bit` set, or e.
   size_t find(Bit bit, size_t b, size_t e) const;
+  // Whether blocks [b, e) are all uptodate, without mutex(): for a reader holding their
+  // range in the cache's range lock (see above). Cheap when the whole folio is.
+  bool uptodate_unlocked(size_t b, size_t e) const;
   size_t dirty_blocks() const { return dirty_blocks_; }
   size_t writeback_blocks() const { return writeback_blocks_; }
+ private:
+  uint64_t word(Bit bit, size_t i) const {
+    return bits_[bit * words_ + i / 64].load(std::memory_order_relaxed);
+  }
+
+  // What a hit reads comes first, in one cache line (the object's first 64 bytes, after
+  // enable_shared_from_this): where the folio is, its data, whether all of it is uptodate
+  // and the CLOCK bit.
+  const uint64_t offset_;
+  const uint32_t size_;
+  const uint32_t block_;
+  const size_t words_;  // per bitmap
+  FolioMemory::Block data_;
+  // Set (release) while every block is uptodate: a hit on a whole cached folio reads this
+  // line only, not the bitmaps.
+  std::atomic<bool> all_uptodate_{false};
+
+ public:
+  // CLOCK: set on every hit, cleared by the eviction hand.
+  std::atomic<bool> referenced{false};
+
   // Set when the folio went from clean to dirty (for cache.dirty_expire).
   std::chrono::steady_clock::time_point dirtied_at;
 
@@ -74,19 +101,11 @@ class Folio : public std::enable_shared_from_this<Folio> {
   // once left dirty blocks unlisted, invisible to flushes: D1).
   std::set<uint64_t>::node_type listing_node;
 
-  // CLOCK: set on every hit, cleared by the eviction hand.
-  std::atomic<bool> referenced{false};
-
  private:
-  uint64_t word(Bit bit, size_t i) const { return bits_[bit * words_ + i / 64]; }
-
-  const uint64_t offset_;
-  const uint32_t size_;
-  const uint32_t block_;
-  const size_t words_;  // per bitmap
-  FolioMemory::Block data_;
   std::mutex mutex_;
-  std::unique_ptr<uint64_t[]> bits_;
+  // Atomic words so that uptodate_unlocked may read them; every change is under mutex().
+  std::unique_ptr<std::atomic<uint64_t>[]> bits_;
+  size_t uptodate_blocks_ = 0;
   size_t dirty_blocks_ = 0;
   size_t writeback_blocks_ = 0;
 };

@@ -1,30 +1,64 @@
 #include "cache/folio_cache.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace untorn {
 
 FolioCache::FolioCache(uint64_t device_size, uint32_t block_size, uint64_t folio_max,
-                       uint64_t budget, CacheStats& stats)
+                       uint64_t budget, CacheStats& stats, RangeLock& locks)
     : device_size_(device_size),
       block_(block_size),
       folio_max_(std::max<uint64_t>(folio_max, block_size)),
       budget_(budget),
-      stats_(stats) {}
+      stats_(stats),
+      locks_(locks),
+      directory_(std::make_unique<std::atomic<DirectoryChunk*>[]>(
+          ((device_size + folio_max_ - 1) / folio_max_ + kChunk - 1) / kChunk)) {}
 
 FolioCache::Ref FolioCache::lookup_locked(Shard& s, uint64_t offset) {
   auto it = s.regions.find(offset / folio_max_);
   if (it == s.regions.end()) return nullptr;
-  Folio* f = it->second.slots[(offset % folio_max_) / block_];
+  Folio* f = it->second.slots[(offset % folio_max_) / block_].load(std::memory_order_relaxed);
   return f ? f->shared_from_this() : nullptr;
 }
 
+Folio* FolioCache::find_held(uint64_t offset, bool touch) const {
+  const uint64_t number = offset / folio_max_;
+  const DirectoryChunk* chunk = directory_[number / kChunk].load(std::memory_order_acquire);
+  if (!chunk) return nullptr;
+  const std::atomic<Folio*>* table = chunk->tables[number % kChunk].load(std::memory_order_acquire);
+  if (!table) return nullptr;
+  Folio* f = table[(offset % folio_max_) / block_].load(std::memory_order_acquire);
+  if (f && touch && !f->referenced.load(std::memory_order_relaxed))
+    f->referenced.store(true, std::memory_order_relaxed);
+  return f;
+}
+
+FolioCache::Region& FolioCache::region_locked(Shard& s, uint64_t offset) {
+  const uint64_t number = offset / folio_max_;
+  if (auto it = s.regions.find(number); it != s.regions.end()) return it->second;
+  std::atomic<DirectoryChunk*>& slot = directory_[number / kChunk];
+  if (!slot.load(std::memory_order_relaxed)) {
+    std::lock_guard lk(chunks_mutex_);  // chunks of other shards' regions are made here too
+    if (!slot.load(std::memory_order_relaxed)) {
+      chunks_.push_back(std::make_unique<DirectoryChunk>());
+      slot.store(chunks_.back().get(), std::memory_order_release);
+    }
+  }
+  Region fresh;
+  fresh.slots = std::make_unique<std::atomic<Folio*>[]>(folio_max_ / block_);
+  Region& r = s.regions.emplace(number, std::move(fresh)).first->second;
+  slot.load(std::memory_order_relaxed)->tables[number % kChunk].store(r.slots.get(), std::memory_order_release);
+  return r;
+}
+
 void FolioCache::index_locked(Shard& s, const Ref& f) {
+  Region& r = region_locked(s, f->offset());  // a new region stays empty if the next throws
   s.folios.emplace(f->offset(), f);
-  Region& r = s.regions[f->offset() / folio_max_];
-  if (r.slots.empty()) r.slots.assign(folio_max_ / block_, nullptr);
   const size_t first = (f->offset() % folio_max_) / block_;
-  std::fill_n(r.slots.begin() + static_cast<ptrdiff_t>(first), f->blocks(), f.get());
+  for (size_t i = first; i < first + f->blocks(); ++i)
+    r.slots[i].store(f.get(), std::memory_order_release);
   ++r.folios;
   used_.fetch_add(f->memory_cost(), std::memory_order_relaxed);
   folios_.fetch_add(1, std::memory_order_relaxed);
@@ -32,15 +66,56 @@ void FolioCache::index_locked(Shard& s, const Ref& f) {
 
 std::map<uint64_t, FolioCache::Ref>::iterator FolioCache::unindex_locked(
     Shard& s, std::map<uint64_t, Ref>::iterator it, std::vector<Ref>& released) {
-  released.push_back(it->second);  // first: it may throw, and nothing has changed yet
   const Folio& f = *it->second;
-  auto r = s.regions.find(f.offset() / folio_max_);
+  Region& r = s.regions.find(f.offset() / folio_max_)->second;
+  // First, as they may throw and nothing has changed yet.
+  released.push_back(it->second);
+  if (r.folios == 1 && s.empty_regions.size() == s.empty_regions.capacity())
+    s.empty_regions.reserve(std::max<size_t>(8, 2 * s.empty_regions.size()));
   const size_t first = (f.offset() % folio_max_) / block_;
-  std::fill_n(r->second.slots.begin() + static_cast<ptrdiff_t>(first), f.blocks(), nullptr);
-  if (--r->second.folios == 0) s.regions.erase(r);
+  for (size_t i = first; i < first + f.blocks(); ++i) r.slots[i].store(nullptr, std::memory_order_release);
+  if (--r.folios == 0) {
+    // Its table is freed later, once no range is held over the region (find_held).
+    s.empty_regions.push_back(f.offset() / folio_max_);
+    empty_regions_.fetch_add(1, std::memory_order_relaxed);
+  }
   used_.fetch_sub(f.memory_cost(), std::memory_order_relaxed);
   folios_.fetch_sub(1, std::memory_order_relaxed);
   return s.folios.erase(it);
+}
+
+void FolioCache::reclaim_locked(Shard& s) {
+  for (size_t k = 0; k < s.empty_regions.size();) {
+    const uint64_t number = s.empty_regions[k];
+    auto it = s.regions.find(number);
+    bool done = it == s.regions.end() || it->second.folios > 0;  // freed, or in use again
+    if (!done) {
+      const uint64_t start = number * folio_max_;
+      if (auto hold = locks_.try_lock(start, std::min(folio_max_, device_size_ - start),
+                                      RangeLock::Mode::exclusive)) {
+        // No range is held over the region: no find_held is reading its table.
+        directory_[number / kChunk].load(std::memory_order_relaxed)->tables[number % kChunk].store(
+            nullptr, std::memory_order_release);
+        s.regions.erase(it);
+        done = true;
+      }
+    }
+    if (done) {
+      s.empty_regions[k] = s.empty_regions.back();
+      s.empty_regions.pop_back();
+      empty_regions_.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+      ++k;
+    }
+  }
+}
+
+void FolioCache::reclaim_empty_regions() {
+  if (empty_regions() == 0) return;
+  for (Shard& s : shards_) {
+    std::lock_guard lk(s.mutex);
+    if (!s.empty_regions.empty()) reclaim_locked(s);
+  }
 }
 
 FolioCache::Ref FolioCache::find(uint64_t offset, bool touch) {
@@ -96,7 +171,8 @@ FolioCache::Ref FolioCache::find_or_create(uint64_t offset, uint64_t lo, uint64_
   return f;
 }
 
-bool FolioCache::drop_if_clean(Ref& folio) {
+bool FolioCache::drop_if_clean(Ref& folio, const RangeLock::Guard& held) {
+  if (!held.holds(folio->offset(), folio->size(), RangeLock::Mode::exclusive)) return false;
   Shard& s = shard_for(folio->offset());
   std::vector<Ref> released;  // freed after the shard mutex (munmap / madvise)
   std::lock_guard lk(s.mutex);
@@ -166,6 +242,7 @@ uint64_t FolioCache::sweep(Shard& s, size_t budget, uint64_t want) {
   uint64_t freed = 0;
   std::vector<Ref> released;  // freed after the shard mutex (munmap / madvise)
   std::lock_guard lk(s.mutex);
+  if (!s.empty_regions.empty()) reclaim_locked(s);
   if (s.folios.empty()) return 0;
   auto it = s.folios.lower_bound(s.hand);
   for (size_t n = 0; n < budget && freed < want && !s.folios.empty(); ++n) {
@@ -180,7 +257,10 @@ uint64_t FolioCache::sweep(Shard& s, size_t budget, uint64_t want) {
       std::unique_lock fl(f.mutex(), std::try_to_lock);
       clean = fl.owns_lock() && f.dirty_blocks() == 0 && f.writeback_blocks() == 0;
     }
-    if (!clean) {
+    // Nobody holds a range over it either: no request is using it through find_held.
+    std::optional<RangeLock::Guard> hold =
+        clean ? locks_.try_lock(f.offset(), f.size(), RangeLock::Mode::exclusive) : std::nullopt;
+    if (!hold) {
       ++it;
       continue;
     }

@@ -44,6 +44,9 @@ struct RaceHooks {
   // A flush has passed every group it found dirty and is about to wait for the writeback
   // batches already running (whose groups it passed by).
   std::function<void()> before_flush_waits;
+  // A read looked a block up with no lock and no reference (FolioCache::find_held), under
+  // its shared range lock, and has not used what it found yet.
+  std::function<void()> after_hit_lookup;
   // A write that found a group crossing its edges, or a zero, waits only for writeback of
   // its own blocks, not of the whole widened range (so it may act on a group half completed).
   bool skip_wide_wait = false;

@@ -15,6 +15,7 @@ RangeLock::Guard::Guard(Guard&& other) noexcept
     : lock_(std::exchange(other.lock_, nullptr)),
       offset_(other.offset_),
       length_(other.length_),
+      mode_(other.mode_),
       ticket_(other.ticket_) {}
 
 RangeLock::Guard::~Guard() {
@@ -24,7 +25,7 @@ RangeLock::Guard::~Guard() {
 std::optional<RangeLock::Guard> RangeLock::acquire(uint64_t offset, uint64_t length, Mode mode,
                                                    bool wait) {
   const uint64_t ticket = next_ticket.fetch_add(1, std::memory_order_relaxed);
-  if (length == 0) return Guard(nullptr, offset, 0, ticket);
+  if (length == 0) return Guard(nullptr, offset, 0, mode, ticket);
   const uint64_t end = offset + length;
   for (uint64_t stripe = offset / kStripe; stripe * kStripe < end; ++stripe) {
     const uint64_t begin = std::max(offset, stripe * kStripe);
@@ -46,7 +47,7 @@ std::optional<RangeLock::Guard> RangeLock::acquire(uint64_t offset, uint64_t len
     }
     shard.held.push_back({begin, stop, mode, ticket});
   }
-  return Guard(this, offset, length, ticket);
+  return Guard(this, offset, length, mode, ticket);
 }
 
 RangeLock::Guard RangeLock::lock(uint64_t offset, uint64_t length, Mode mode) {

@@ -32,13 +32,21 @@ class RangeLock {
     Guard(const Guard&) = delete;
     ~Guard();
 
+    // Whether this guard holds all of [offset, offset+length) in `mode` (exclusive holds
+    // answer for shared too): a witness that callers pass where a hold is required.
+    bool holds(uint64_t offset, uint64_t length, Mode mode) const {
+      return lock_ && offset >= offset_ && offset + length <= offset_ + length_ &&
+             (mode == Mode::shared || mode_ == Mode::exclusive);
+    }
+
    private:
     friend class RangeLock;
-    Guard(RangeLock* lock, uint64_t offset, uint64_t length, uint64_t ticket)
-        : lock_(lock), offset_(offset), length_(length), ticket_(ticket) {}
+    Guard(RangeLock* lock, uint64_t offset, uint64_t length, Mode mode, uint64_t ticket)
+        : lock_(lock), offset_(offset), length_(length), mode_(mode), ticket_(ticket) {}
     RangeLock* lock_;
     uint64_t offset_;
     uint64_t length_;
+    Mode mode_;
     uint64_t ticket_;
   };
 

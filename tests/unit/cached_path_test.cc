@@ -127,7 +127,8 @@ TEST(FolioMemoryTest, FreedLargeBlocksAreReusedWithinTheReserve) {
 
 TEST(FolioCacheTest, FolioSizeFollowsTheRequestAndNeverOverlaps) {
   CacheStats stats;
-  FolioCache cache(64 << 20, 4096, 2 << 20, 64 << 20, stats);
+  RangeLock locks;
+  FolioCache cache(64 << 20, 4096, 2 << 20, 64 << 20, stats, locks);
   bool created;
   // A 4K request gets a 4K folio; a 2M aligned one a 2M folio; a 192K one at 64K gets 64K.
   auto a = cache.find_or_create(8192, 8192, 12288, &created);
@@ -148,7 +149,8 @@ TEST(FolioCacheTest, FolioSizeFollowsTheRequestAndNeverOverlaps) {
 
 TEST(FolioCacheTest, NextFolioFindsOneStartingAtARegionBoundary) {
   CacheStats stats;
-  FolioCache cache(64 << 20, 4096, 1 << 20, 64 << 20, stats);
+  RangeLock locks;
+  FolioCache cache(64 << 20, 4096, 1 << 20, 64 << 20, stats, locks);
   bool created;
   cache.find_or_create(2 << 20, 2 << 20, (2 << 20) + 4096, &created);  // starts a region
   cache.find_or_create((3 << 20) + 8192, (3 << 20) + 8192, (3 << 20) + 12288, &created);
@@ -159,7 +161,8 @@ TEST(FolioCacheTest, NextFolioFindsOneStartingAtARegionBoundary) {
 
 TEST(FolioCacheTest, RacingCreatorsGetOneFolio) {
   CacheStats stats;
-  FolioCache cache(64 << 20, 4096, 2 << 20, 64 << 20, stats);
+  RangeLock locks;
+  FolioCache cache(64 << 20, 4096, 2 << 20, 64 << 20, stats, locks);
   std::vector<std::thread> threads;
   std::vector<FolioCache::Ref> got(8);
   std::atomic<int> created_count{0};
@@ -177,7 +180,8 @@ TEST(FolioCacheTest, RacingCreatorsGetOneFolio) {
 
 TEST(FolioCacheTest, EvictionNeverTakesDirtyOrUsedFolios) {
   CacheStats stats;
-  FolioCache cache(64 << 20, 4096, 65536, 1 << 20, stats);
+  RangeLock locks;
+  FolioCache cache(64 << 20, 4096, 65536, 1 << 20, stats, locks);
   bool created;
   std::vector<FolioCache::Ref> dirty;
   for (uint64_t o = 0; o < (8 << 20); o += 65536) {

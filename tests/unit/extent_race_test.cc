@@ -104,22 +104,27 @@ class ExtentRaceTest : public RaceFixture, public ::testing::WithParamInterface<
 // Races whose closing is an order of steps, not a check to switch off.
 using ExtentOrderTest = RaceFixture;
 
-// A read of a gap with no folio takes the gap's end, then its mapping. A folio beyond the
-// read's start with dirty data over what the map calls a hole may be written back and
-// evicted while the read holds its lock shared; had the gap been measured after the
-// mapping, the folio would be gone and its data zero-filled.
-TEST_F(ExtentOrderTest, ReadOfAHoleNeverZeroFillsAFolioEvictedMeanwhile) {
+// A read of a gap with no folio takes the gap's end, then its mapping. A folio further on
+// in the read's range, with dirty data over what the map calls a hole, may be written back
+// while the read holds its range shared; eviction must not take it then (a hit may be
+// using it with no reference: FolioCache::find_held), or its data would be zero-filled
+// from the hole mapping, or read from freed memory. Once the read is done, it can go.
+TEST_F(ExtentOrderTest, AFolioInARangeAReadHoldsIsNeverEvictedNorZeroFilled) {
   const auto data = pattern(65536, 5);
   path_->write(kAt + 65536, data, false);  // dirty in the cache; a hole on the device
   path_->race_hooks().after_read_hole_map = [&, fired = false]() mutable {
     if (std::exchange(fired, true)) return;
     path_->flush();
-    ASSERT_TRUE(path_->folio_cache().evict_to_fit(path_->folio_cache().budget()));
+    EXPECT_FALSE(path_->folio_cache().evict_to_fit(path_->folio_cache().budget()))
+        << "evicted a folio inside a range a read holds";
+    EXPECT_NE(path_->folio_cache().find(kAt + 65536, false), nullptr);
   };
   const auto got = read(kAt, 4 * 65536);
   EXPECT_EQ(std::vector<std::byte>(got.begin(), got.begin() + 65536), kZeroes);
   EXPECT_EQ(std::vector<std::byte>(got.begin() + 65536, got.begin() + 2 * 65536), data)
       << "data zero-filled from a hole mapping";
+  EXPECT_TRUE(path_->folio_cache().evict_to_fit(path_->folio_cache().budget()))
+      << "the folio stays unevictable after the read";
 }
 
 // A1 across probe rounds: a read that stops to probe drops its lock, and an atomic write

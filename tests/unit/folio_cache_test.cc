@@ -13,7 +13,7 @@ constexpr uint64_t kFolioMax = 64 * 1024;
 
 class FolioCacheTest : public ::testing::Test {
  protected:
-  FolioCacheTest() : cache_(16 * kFolioMax, kBlock, kFolioMax, 16 * kFolioMax, stats_) {}
+  FolioCacheTest() : cache_(16 * kFolioMax, kBlock, kFolioMax, 16 * kFolioMax, stats_, locks_) {}
 
   // A folio made to fit [lo, hi), holding `at`.
   FolioCache::Ref make(uint64_t at, uint64_t lo, uint64_t hi) {
@@ -28,6 +28,7 @@ class FolioCacheTest : public ::testing::Test {
   }
 
   CacheStats stats_;
+  RangeLock locks_;
   FolioCache cache_;
 };
 
@@ -81,8 +82,9 @@ TEST_F(FolioCacheTest, AnyBlockFindsABitOnlyInsideTheRange) {
 // and a range running past the device's end stops there.
 TEST(FolioCacheShardsTest, AnyBlockTellsApartRegionsOfOneShard) {
   CacheStats stats;
+  RangeLock locks;
   const uint64_t size = 300 * kFolioMax;
-  FolioCache cache(size, kBlock, kFolioMax, size, stats);
+  FolioCache cache(size, kBlock, kFolioMax, size, stats, locks);
   bool created;
   auto one = cache.find_or_create(kFolioMax, kFolioMax, 2 * kFolioMax, &created);
   auto other = cache.find_or_create(257 * kFolioMax, 257 * kFolioMax, 258 * kFolioMax, &created);
