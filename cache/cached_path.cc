@@ -192,11 +192,11 @@ uint64_t CachedPath::fill(uint64_t b0, uint64_t b1, uint64_t offset, std::span<s
     if (!f && populate && mappings.use_map) {
       // Nothing cached here: a hole or zeroes (by the map) go to the client as zeroes and
       // take no cache memory; anything else is read into a new folio.
-      // The gap up to the next folio first, then its mapping: a folio beyond pos may
-      // hold dirty data over what the map calls a hole, and under our shared lock
-      // writeback may write it and eviction drop it at any moment; bounding the mapping
-      // by the gap taken before is what keeps that data out of the zero-fill (test:
-      // ExtentRaceTest.ReadOfAHoleNeverZeroFillsAFolioEvictedMeanwhile).
+      // The mapping only up to the next folio: a folio beyond pos may hold dirty data
+      // over what the map calls a hole (writeback may write it under our shared lock,
+      // but eviction cannot take it while we hold its range), and that data must stay
+      // out of the zero-fill (test:
+      // ExtentOrderTest.AFolioInARangeAReadHoldsIsNeverEvictedNorZeroFilled).
       const uint64_t gap_end = cache_.next_folio(pos, b1);
       auto m = mapping_at(pos, gap_end, mappings);
       if (!m) return pos;

@@ -16,9 +16,9 @@ Folio::Folio(uint64_t offset, uint32_t size, uint32_t block_size)
 }
 
 uint64_t Folio::memory_cost() const {
-  // data + the Folio and its shared_ptr control block + bitmaps + an index map node + its
-  // dirty list node.
-  return FolioMemory::footprint(size_) + sizeof(Folio) + 32 + words_ * kBits * sizeof(uint64_t) + 64 + 48;
+  // data + the Folio and its shared_ptr control block (padded to the Folio's 64-byte
+  // alignment) + bitmaps + an index map node + its dirty list node.
+  return FolioMemory::footprint(size_) + sizeof(Folio) + 64 + words_ * kBits * sizeof(uint64_t) + 64 + 48;
 }
 
 void Folio::set(Bit bit, size_t b, size_t e, bool value) {

@@ -39,23 +39,35 @@ FolioCache::Region& FolioCache::region_locked(Shard& s, uint64_t offset) {
   const uint64_t number = offset / folio_max_;
   if (auto it = s.regions.find(number); it != s.regions.end()) return it->second;
   std::atomic<DirectoryChunk*>& slot = directory_[number / kChunk];
-  if (!slot.load(std::memory_order_relaxed)) {
+  // Acquire: the chunk may have been made under another shard's mutex.
+  DirectoryChunk* chunk = slot.load(std::memory_order_acquire);
+  if (!chunk) {
     std::lock_guard lk(chunks_mutex_);  // chunks of other shards' regions are made here too
-    if (!slot.load(std::memory_order_relaxed)) {
+    chunk = slot.load(std::memory_order_acquire);
+    if (!chunk) {
       chunks_.push_back(std::make_unique<DirectoryChunk>());
-      slot.store(chunks_.back().get(), std::memory_order_release);
+      chunk = chunks_.back().get();
+      slot.store(chunk, std::memory_order_release);
     }
   }
   Region fresh;
   fresh.slots = std::make_unique<std::atomic<Folio*>[]>(folio_max_ / block_);
   Region& r = s.regions.emplace(number, std::move(fresh)).first->second;
-  slot.load(std::memory_order_relaxed)->tables[number % kChunk].store(r.slots.get(), std::memory_order_release);
+  chunk->tables[number % kChunk].store(r.slots.get(), std::memory_order_release);
   return r;
 }
 
 void FolioCache::index_locked(Shard& s, const Ref& f) {
-  Region& r = region_locked(s, f->offset());  // a new region stays empty if the next throws
-  s.folios.emplace(f->offset(), f);
+  // The folio first: should the region's table fail to allocate, nothing has changed.
+  auto placed = s.folios.emplace(f->offset(), f).first;
+  Region* region;
+  try {
+    region = &region_locked(s, f->offset());
+  } catch (...) {
+    s.folios.erase(placed);
+    throw;
+  }
+  Region& r = *region;
   const size_t first = (f->offset() % folio_max_) / block_;
   for (size_t i = first; i < first + f->blocks(); ++i)
     r.slots[i].store(f.get(), std::memory_order_release);
@@ -94,7 +106,7 @@ void FolioCache::reclaim_locked(Shard& s) {
       if (auto hold = locks_.try_lock(start, std::min(folio_max_, device_size_ - start),
                                       RangeLock::Mode::exclusive)) {
         // No range is held over the region: no find_held is reading its table.
-        directory_[number / kChunk].load(std::memory_order_relaxed)->tables[number % kChunk].store(
+        directory_[number / kChunk].load(std::memory_order_acquire)->tables[number % kChunk].store(
             nullptr, std::memory_order_release);
         s.regions.erase(it);
         done = true;

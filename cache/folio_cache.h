@@ -1,12 +1,14 @@
 // cache/folio_cache.h — the folio index and the memory budget.
 //
-// Owns every Folio (through shared_ptr: the index holds one reference, users hold more
-// while they work on one). Folios never overlap. The index is sharded by folio_max
-// region (a folio lies inside one region, since it is naturally aligned and no larger),
-// each shard a mutex over an ordered map and the set of its dirty folios; each region
-// has a table of its blocks (the folio holding each), reached through a directory: no
-// global lock on the request path. Lock order: shard mutex, then a folio's mutex; never
-// the reverse. A RangeLock::try_lock may be taken under a shard mutex (it never waits).
+// Owns every Folio (through shared_ptr: the index holds one reference; users outside a
+// range they hold, such as writeback's I/O, hold more while they work on one). Folios
+// never overlap. The index is sharded by folio_max region (a folio lies inside one
+// region, since it is naturally aligned and no larger), each shard a mutex over an
+// ordered map and the set of its dirty folios; each region has a table of its blocks
+// (the folio holding each), reached through a directory whose chunks are made under one
+// mutex of their own (rarely: once per 512 regions). Lock order: shard mutex, then a
+// folio's mutex; never the reverse. A RangeLock::try_lock may be taken under a shard
+// mutex (it never waits).
 // Lookups without a lock (find_held): a caller holding a range in the RangeLock may look a
 // folio up there with no mutex and no reference, because
 //   - a folio leaves the index only while its whole range is held exclusive (eviction
@@ -14,7 +16,8 @@
 //   - a region's block table is freed only while the region's whole range is held
 //     exclusive (an empty region waits for that in its shard's list of empty regions);
 // so neither can go while the caller's hold overlaps it. The tables and directory are
-// atomics, written under the shard mutex (release) and read with acquire.
+// atomics, written (release) under the shard mutex (a chunk pointer under the chunks'
+// mutex) and read with acquire.
 // Memory: every folio's memory_cost() is charged while it is in the index. Eviction is
 // CLOCK over the shards (a hit sets `referenced`; the hand clears it and evicts folios
 // found unreferenced), and only evicts folios that are clean (no dirty or writeback
@@ -71,8 +74,8 @@ class FolioCache {
   // `held` must hold the folio's whole range exclusive (else nothing is dropped: a reader
   // may be using it through find_held).
   bool drop_if_clean(Ref& folio, const RangeLock::Guard& held);
-  // Frees the block tables of empty regions that no range is held over; the caller holds
-  // no range. Cheap when there are none.
+  // Frees the block tables of empty regions that no range is held over (a region that a
+  // range the caller holds overlaps stays listed). Cheap when there are none.
   void reclaim_empty_regions();
   size_t empty_regions() const { return empty_regions_.load(std::memory_order_relaxed); }
 

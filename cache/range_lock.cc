@@ -45,7 +45,13 @@ std::optional<RangeLock::Guard> RangeLock::acquire(uint64_t offset, uint64_t len
       unlock(offset, begin - offset, ticket);  // give back the stripes taken so far
       return std::nullopt;
     }
-    shard.held.push_back({begin, stop, mode, ticket});
+    try {
+      shard.held.push_back({begin, stop, mode, ticket});
+    } catch (...) {  // out of memory: holding part of the range would block it for good
+      lk.unlock();
+      unlock(offset, begin - offset, ticket);
+      throw;
+    }
   }
   return Guard(this, offset, length, mode, ticket);
 }
@@ -59,6 +65,7 @@ std::optional<RangeLock::Guard> RangeLock::try_lock(uint64_t offset, uint64_t le
 }
 
 void RangeLock::unlock(uint64_t offset, uint64_t length, uint64_t ticket) {
+  if (length == 0) return;  // (a try_lock that failed at its first stripe: nothing taken)
   const uint64_t end = offset + length;
   for (uint64_t stripe = offset / kStripe; stripe * kStripe < end; ++stripe) {
     Shard& shard = shards_[stripe % kShards];

@@ -20,7 +20,8 @@
 // leaves a taken group under writeback (test: WritebackAbandonTest).
 // dirty_bytes() counts blocks dirty or under writeback. Lock order: range lock, collector
 // mutex, shard mutex, folio mutex, state mutex; an extent map shard mutex (ExtentMap) is a
-// leaf, taken under any of them and never held while taking another.
+// leaf, taken under any of them and never held while taking another. (FolioCache's
+// eviction try_locks ranges under a shard mutex: a try never waits.)
 #pragma once
 
 #include <chrono>

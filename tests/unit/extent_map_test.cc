@@ -18,46 +18,9 @@
 #include "cache/mapped_device.h"
 #include "device/backing_file.h"
 #include "device/forwarding_device.h"
+#include "tests/support/failing_operator_new.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_data.h"
-
-// This test binary's own operator new: with allocations_until_failure at n >= 0 on a
-// thread, that thread's n+1st allocation throws std::bad_alloc (the map's out-of-memory
-// path), once, and sets allocation_failed. Every form without an alignment argument is
-// replaced, so new and delete always pair (sanitizers check that); the aligned forms,
-// which nothing here uses, keep their defaults, which pair among themselves.
-namespace {
-thread_local long allocations_until_failure = -1;  // -1: never fail
-thread_local bool allocation_failed = false;
-
-void* allocate(std::size_t n) {
-  if (allocations_until_failure == 0) {
-    allocations_until_failure = -1;
-    allocation_failed = true;
-    throw std::bad_alloc();
-  }
-  if (allocations_until_failure > 0) --allocations_until_failure;
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-}  // namespace
-
-void* operator new(std::size_t n) { return allocate(n); }
-void* operator new[](std::size_t n) { return allocate(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return allocate(n);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
 namespace untorn {
 namespace {

@@ -1,9 +1,13 @@
 // Tests of cache/FolioCache's index walks: any_block (what Writeback::wait_idle asks on
-// every write) across folio sizes, edges and regions.
+// every write) across folio sizes, edges and regions; and of the index out of memory.
 #include <gtest/gtest.h>
+
+#include <new>
+#include <utility>
 
 #include "cache/cache_stats.h"
 #include "cache/folio_cache.h"
+#include "tests/support/failing_operator_new.h"
 
 namespace untorn {
 namespace {
@@ -102,6 +106,41 @@ TEST(FolioCacheShardsTest, AnyBlockTellsApartRegionsOfOneShard) {
   EXPECT_TRUE(cache.any_block(200 * kFolioMax, 100 * kFolioMax, Folio::writeback));
   EXPECT_TRUE(cache.any_block(size - kBlock, 4 * kFolioMax, Folio::dirty));
   EXPECT_FALSE(cache.any_block(size - 2 * kBlock, kBlock, Folio::dirty));
+}
+
+// Out of memory at each allocation of making and indexing a folio in a new region (the
+// folio, its bitmaps, the index's map node, the directory chunk, the region's block table,
+// its map node): the call throws and the index is as before, for the slow lookup and for
+// find_held alike; the next call makes the folio. Runs until a call needs no more.
+TEST(FolioCacheOutOfMemoryTest, AFailedCreationLeavesTheIndexAsItWas) {
+  const uint64_t at = 5 * kFolioMax + 2 * kBlock;
+  int failures = 0;
+  for (long n = 0;; ++n) {
+    CacheStats stats;
+    RangeLock locks;
+    FolioCache cache(16 * kFolioMax, kBlock, kFolioMax, 16 * kFolioMax, stats, locks);
+    bool created = false;
+    allocations_until_failure = n;
+    try {
+      (void)cache.find_or_create(at, at, at + kBlock, &created);
+    } catch (const std::bad_alloc&) {
+    }
+    allocations_until_failure = -1;
+    if (!std::exchange(allocation_failed, false)) {
+      EXPECT_TRUE(created);
+      break;
+    }
+    ++failures;
+    EXPECT_EQ(cache.folio_count(), 0u) << "allocation " << n;
+    EXPECT_EQ(cache.used(), 0u) << "allocation " << n;
+    EXPECT_EQ(cache.find(at, false), nullptr) << "allocation " << n;
+    EXPECT_EQ(cache.find_held(at, false), nullptr) << "allocation " << n;
+    EXPECT_EQ(cache.next_folio(0, 16 * kFolioMax), 16 * kFolioMax) << "allocation " << n;
+    auto f = cache.find_or_create(at, at, at + kBlock, &created);
+    EXPECT_TRUE(created);
+    EXPECT_EQ(cache.find_held(at, false), f.get()) << "allocation " << n;
+  }
+  EXPECT_GE(failures, 5);  // each allocation point was made to fail once
 }
 
 }  // namespace

@@ -5,10 +5,31 @@
 #include <atomic>
 #include <random>
 #include <thread>
+#include <utility>
 #include <vector>
+
+#include "tests/support/failing_operator_new.h"
 
 namespace untorn {
 namespace {
+
+// Out of memory recording the second stripe of a lock: the lock throws and holds nothing
+// (the first stripe's record kept would block that range for good; eviction try_locks
+// folios spanning two stripes all the time).
+TEST(RangeLockTest, AnAllocationFailureMidLockHoldsNothing) {
+  const uint64_t at = RangeLock::kStripe - 4096;  // [at, at + 8192) spans two stripes
+  for (int wait : {0, 1})
+    for (RangeLock::Mode mode : {RangeLock::Mode::exclusive, RangeLock::Mode::shared}) {
+      RangeLock locks;  // fresh: each stripe's first record allocates
+      allocations_until_failure = 1;  // the first stripe's record, then fail
+      if (wait) EXPECT_THROW((void)locks.lock(at, 8192, mode), std::bad_alloc);
+      else EXPECT_THROW((void)locks.try_lock(at, 8192, mode), std::bad_alloc);
+      allocations_until_failure = -1;
+      EXPECT_TRUE(std::exchange(allocation_failed, false));
+      EXPECT_TRUE(locks.try_lock(at, 4096, RangeLock::Mode::exclusive).has_value())
+          << "the first stripe stayed held";
+    }
+}
 
 TEST(RangeLockTest, SharedHoldersCoexist) {
   RangeLock locks;
