@@ -2,14 +2,16 @@
 //
 // Owns: plain values only, with their defaults. A Config that came out of ConfigLoader has
 // passed validate() and so keeps these invariants:
-//   - backing.path is absolute and non-empty; backing.size is 0 ("use the file's size") or
-//     a multiple of device.logical_block_size;
+//   - exactly one of backing.path (absolute) and backing.rbd ("pool/image") is set;
+//     backing.size is 0 ("use the file's or image's size") or a multiple of
+//     device.logical_block_size; ceph_conf and ceph_id are set only with backing.rbd;
 //   - L = logical_block_size is a power of two in [512, 65536];
 //   - A = atomic_write_unit_max is a power of two with L <= A <= 1 MiB;
 //   - native_atomic_unit is 0 ("probe it") or a power of two in [512, 1 MiB];
 //   - cache.folio_max is a power of two >= L; cache.size >= 2 * folio_max;
 //   - 0 <= dirty_background_ratio <= dirty_ratio <= 100, dirty_ratio >= 1;
-//   - journal.path is absolute (defaults to backing.path + ".journal");
+//   - journal.path is absolute (defaults to backing.path + ".journal"); empty with
+//     backing.rbd, whose journal lives in RADOS beside the image;
 //   - stats.file is empty or absolute; stats.interval >= 1 s.
 // The cache and journal sections are validated now and used by later layers.
 #pragma once
@@ -32,6 +34,9 @@ struct Config {
     uint64_t size = 0;       // 0: take the existing file's size
     bool resize = false;     // allow growing/shrinking an existing file to `size`
     bool direct_io = true;   // O_DIRECT, with a logged fallback where refused
+    std::string rbd;         // "pool/image": serve an RBD image instead of a file
+    std::string ceph_conf;   // with rbd: ceph.conf to read (empty: librados' own search)
+    std::string ceph_id;     // with rbd: the client id, without "client." (empty: admin)
   } backing;
 
   struct Device {
@@ -52,7 +57,8 @@ struct Config {
   } cache;
 
   struct Journal {
-    std::string path;   // empty until validated: then backing.path + ".journal"
+    std::string path;   // empty until validated: then backing.path + ".journal" (stays
+                        // empty with backing.rbd: that journal is a RADOS object)
     JournalMode mode = JournalMode::automatic;
     uint64_t checkpoint_size = uint64_t{64} << 20;  // records before a checkpoint
   } journal;

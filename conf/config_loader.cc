@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -71,6 +72,28 @@ std::string want_path(const std::string& text, const fs::path& base) {
   return p.string();
 }
 
+// "pool/image": RADOS pool and RBD image names, neither empty nor holding '/' or '@'
+// (a snapshot is not served) or whitespace.
+std::string want_rbd_image(const std::string& text) {
+  const BadValue bad{"POOL/IMAGE, such as rbd/disk1 (no snapshot, no spaces)"};
+  const size_t slash = text.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == text.size()) throw bad;
+  if (text.find('/', slash + 1) != std::string::npos) throw bad;
+  for (char ch : text)
+    if (ch == '@' || static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) throw bad;
+  return text;
+}
+
+// A Ceph client id: the part after "client.", letters, digits, '_', '-' and '.'.
+std::string want_ceph_id(const std::string& text) {
+  const BadValue bad{"a client id such as admin or untorn (without \"client.\")"};
+  if (text.empty() || text.rfind("client.", 0) == 0) throw bad;
+  for (char ch : text)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-' && ch != '.')
+      throw bad;
+  return text;
+}
+
 uint32_t want_u32_size(const std::string& text) {
   uint64_t v = want_size(text);
   if (v > UINT32_MAX) throw BadValue{"a size below 4G"};
@@ -80,7 +103,9 @@ uint32_t want_u32_size(const std::string& text) {
 const std::vector<KeySpec>& key_specs() {
   static const std::vector<KeySpec> specs = {
       {"backing.path", "backing file (created sparse at backing.size if missing)",
-       [](Config& c, const std::string& t, const fs::path& b) { c.backing.path = want_path(t, b); },
+       [](Config& c, const std::string& t, const fs::path& b) {
+         c.backing.path = t.empty() ? std::string() : want_path(t, b);  // empty: unset (backing.rbd)
+       },
        [](const Config& c) { return c.backing.path; }},
       {"backing.size", "size of the device (e.g. 8G); 0 or unset: the existing file's size",
        [](Config& c, const std::string& t, const fs::path&) { c.backing.size = want_size(t); },
@@ -91,6 +116,21 @@ const std::vector<KeySpec>& key_specs() {
       {"backing.direct_io", "open the backing file with O_DIRECT (default true)",
        [](Config& c, const std::string& t, const fs::path&) { c.backing.direct_io = want_bool(t); },
        [](const Config& c) { return show_bool(c.backing.direct_io); }},
+      {"backing.rbd", "serve the RBD image POOL/IMAGE instead of a backing file",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.backing.rbd = t.empty() ? std::string() : want_rbd_image(t);  // empty: a file
+       },
+       [](const Config& c) { return c.backing.rbd; }},
+      {"backing.ceph_conf", "with backing.rbd: the ceph.conf to read (default: librados' search)",
+       [](Config& c, const std::string& t, const fs::path& b) {
+         c.backing.ceph_conf = t.empty() ? std::string() : want_path(t, b);
+       },
+       [](const Config& c) { return c.backing.ceph_conf; }},
+      {"backing.ceph_id", "with backing.rbd: the Ceph client id, without client. (default admin)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.backing.ceph_id = t.empty() ? std::string() : want_ceph_id(t);
+       },
+       [](const Config& c) { return c.backing.ceph_id; }},
       {"device.logical_block_size", "L: logical block size, power of two 512..64K (default 4K)",
        [](Config& c, const std::string& t, const fs::path&) {
          c.device.logical_block_size = want_u32_size(t);
@@ -144,7 +184,9 @@ const std::vector<KeySpec>& key_specs() {
        },
        [](const Config& c) { return show_bool(c.cache.populate_on_read); }},
       {"journal.path", "journal file (default: backing.path + .journal)",
-       [](Config& c, const std::string& t, const fs::path& b) { c.journal.path = want_path(t, b); },
+       [](Config& c, const std::string& t, const fs::path& b) {
+         c.journal.path = t.empty() ? std::string() : want_path(t, b);  // empty: the default
+       },
        [](const Config& c) { return c.journal.path; }},
       {"journal.mode", "auto | always | never (default auto)",
        [](Config& c, const std::string& t, const fs::path&) {
@@ -326,9 +368,32 @@ void validate(Config& c, const std::map<std::string, Origin>& origins) {
     return exact == short_form ? exact : exact + " (" + short_form + ")";
   };
 
-  if (c.backing.path.empty())
+  const bool rbd = !c.backing.rbd.empty();
+  if (c.backing.path.empty() && !rbd)
     fail("config", "backing.path",
-         "missing: give the backing file in the config file or as backing.path=FILE");
+         "missing: give the backing file in the config file or as backing.path=FILE "
+         "(or an RBD image as backing.rbd=POOL/IMAGE)");
+  if (!c.backing.path.empty() && rbd)
+    fail(origin("backing.rbd"), "backing.rbd",
+         "serves an RBD image instead of a backing file: give backing.path (" +
+             origin("backing.path") + ") or backing.rbd, not both");
+  if (!rbd) {
+    if (!c.backing.ceph_conf.empty())
+      fail(origin("backing.ceph_conf"), "backing.ceph_conf",
+           "applies only to an RBD image (backing.rbd), not to a backing file");
+    if (!c.backing.ceph_id.empty())
+      fail(origin("backing.ceph_id"), "backing.ceph_id",
+           "applies only to an RBD image (backing.rbd), not to a backing file");
+  } else {
+    if (!c.journal.path.empty())
+      fail(origin("journal.path"), "journal.path",
+           "does not apply with backing.rbd: the journal of an RBD image lives in RADOS beside "
+           "it (so that any host can recover it)");
+    if (!c.backing.direct_io)
+      fail(origin("backing.direct_io"), "backing.direct_io",
+           "applies only to a backing file: librbd has no page cache to bypass (its own cache "
+           "is always off under untorn)");
+  }
 
   const uint64_t L = c.device.logical_block_size;
   const uint64_t A = c.device.atomic_write_unit_max;
@@ -385,6 +450,7 @@ void validate(Config& c, const std::map<std::string, Origin>& origins) {
   if (c.stats.interval < std::chrono::seconds(1))
     fail(origin("stats.interval"), "stats.interval",
          "must be at least 1s, got " + std::to_string(c.stats.interval.count()) + "ms");
+  if (rbd) return;
   if (c.journal.path.empty()) c.journal.path = c.backing.path + ".journal";
   if (c.journal.path == c.backing.path)
     fail(origin("journal.path"), "journal.path", "must not be the backing file itself");

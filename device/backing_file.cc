@@ -16,6 +16,7 @@
 #include "device/aio_context.h"
 #include "device/aligned_buffer.h"
 #include "device/bounce_pool.h"
+#include "device/journal_file.h"
 #include "util/io_error.h"
 #include "util/log.h"
 
@@ -125,7 +126,7 @@ std::unique_ptr<BackingFile> BackingFile::open(const Config::Backing& backing,
 }
 
 BackingFile::BackingFile(OpenedBy, std::string path, int fd, uint64_t size, bool direct_io, bool readonly)
-    : path_(std::move(path)), fd_(fd), size_(size), direct_io_(direct_io), readonly_(readonly),
+    : path_(std::move(path)), description_("backing file " + path_), fd_(fd), size_(size), direct_io_(direct_io), readonly_(readonly),
       storage_(probe_storage(fd)) {
   struct statx stx {};
   if (statx(fd_, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &stx) == 0) {
@@ -385,6 +386,19 @@ uint64_t BackingFile::size_on_disk() const {
   struct stat st {};
   if (fstat(fd_, &st) != 0) throw IoError::from_errno(errno, "fstat of " + path_);
   return static_cast<uint64_t>(st.st_size);
+}
+
+uint64_t BackingFile::native_atomic_unit() const {
+  const uint32_t pbs = storage_.physical_block_size;
+  return pbs >= 512 && (pbs & (pbs - 1)) == 0 ? pbs : 0;
+}
+
+std::unique_ptr<JournalFile> BackingFile::open_journal(const Config::Journal& journal) {
+  return PosixJournalFile::open(journal.path);
+}
+
+std::unique_ptr<JournalFile> BackingFile::open_journal_readonly(const Config::Journal& journal) {
+  return PosixJournalFile::open_readonly(journal.path);
 }
 
 Extent BackingFile::allocation_at(uint64_t offset, uint64_t limit) {

@@ -13,12 +13,13 @@
 #include <string>
 
 #include "conf/config.h"
+#include "device/backing.h"
 #include "device/block_device.h"
 #include "device/journal_format.h"
 
 namespace untorn {
 
-class BackingFile final : public BlockDevice {
+class BackingFile final : public Backing {
  public:
   // Opens (or creates) the backing file described by `backing`; `logical_block_size` is L.
   // Throws IoError with a message naming the file and the config key to change.
@@ -40,7 +41,18 @@ class BackingFile final : public BlockDevice {
   uint64_t birth_time_ns() const { return birth_time_ns_; }
   const std::string& path() const { return path_; }
   // The file's size now (fstat): differs from size() only if something else resized it.
-  uint64_t size_on_disk() const;
+  uint64_t size_on_disk() const override;
+  const std::string& description() const override { return description_; }
+  // Size, inode, birth time and L, all of which survive a reboot.
+  journal::Identity identity(uint32_t logical_block_size) const override {
+    return {size_, inode_, birth_time_ns_, logical_block_size};
+  }
+  // The physical block size of the device under the file (an assumption about the
+  // storage, documented in README), 0 where it cannot be read.
+  uint64_t native_atomic_unit() const override;
+  // journal.path (PosixJournalFile).
+  std::unique_ptr<JournalFile> open_journal(const Config::Journal& journal) override;
+  std::unique_ptr<JournalFile> open_journal_readonly(const Config::Journal& journal) override;
 
   void read(uint64_t offset, std::span<std::byte> dst) override;
   void write(uint64_t offset, std::span<const std::byte> src) override;
@@ -72,6 +84,7 @@ class BackingFile final : public BlockDevice {
   void write_zero_buffers(uint64_t offset, uint64_t length);
 
   std::string path_;
+  std::string description_;
   int fd_;
   uint64_t size_;
   bool direct_io_;
@@ -83,10 +96,9 @@ class BackingFile final : public BlockDevice {
   uint64_t birth_time_ns_ = 0;
 };
 
-// What the journal names this backing file by (with the device's logical block size L):
-// size, inode, birth time and L, all of which survive a reboot.
+// What the journal names this backing file by (with the device's logical block size L).
 inline journal::Identity journal_identity(const BackingFile& file, uint32_t logical_block_size) {
-  return {file.size(), file.inode(), file.birth_time_ns(), logical_block_size};
+  return file.identity(logical_block_size);
 }
 
 }  // namespace untorn

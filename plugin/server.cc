@@ -23,13 +23,13 @@ uint64_t extent_map_bytes(uint64_t cache_size) {
 Server::Server(Config config)
     : config_(std::move(config)),
       stats_file_(config_.stats.file.empty() ? nullptr : std::make_unique<StatsFile>(config_.stats.file)),
-      device_(BackingFile::open(config_.backing, config_.device.logical_block_size,
-                                config_.device.readonly)),
+      device_(open_backing(config_.backing, config_.device.logical_block_size,
+                           config_.device.readonly)),
       native_atomic_unit_(resolve_native_atomic_unit()) {
   if (readonly()) refuse_pending_journal_readonly();
   else check_journal_mode();
   if (!readonly() && config_.journal.mode != JournalMode::never) {
-    journal_file_ = PosixJournalFile::open(config_.journal.path);
+    journal_file_ = device_->open_journal(config_.journal);
     recovery_ = recover_journal(*device_, *journal_file_, identity());
     journal_ = std::make_unique<JournalWriter>(*journal_file_, recovery_.header);
   }
@@ -61,16 +61,16 @@ Server::Server(Config config)
 
 void Server::refuse_pending_journal_readonly() const {
   // Whatever journal.mode says now: an earlier run in another mode may have left records.
-  std::unique_ptr<PosixJournalFile> journal = PosixJournalFile::open_readonly(config_.journal.path);
+  std::unique_ptr<JournalFile> journal = device_->open_journal_readonly(config_.journal);
   if (!journal) return;
   const PendingRecords pending = pending_journal_records(*journal, device_->size(), identity());
   if (pending.records == 0) return;
-  const std::string what = "journal.path: " + config_.journal.path + " holds " +
+  const std::string what = "journal " + journal->name() + " holds " +
                            std::to_string(pending.records) + " record(s) (" +
                            std::to_string(pending.bytes) + " bytes) ";
   if (pending.foreign)
-    throw IoError(EINVAL, what + "for another backing file; a read-only server does not serve "
-                                 "beside them. If the backing file was copied or restored on "
+    throw IoError(EINVAL, what + "for another backing; a read-only server does not serve "
+                                 "beside them. If the backing was copied or restored on "
                                  "purpose, move the journal away");
   throw IoError(EBUSY, what + "of acknowledged writes that may not be in the backing file "
                               "yet, and a read-only server cannot replay them: start untorn once "
@@ -79,38 +79,45 @@ void Server::refuse_pending_journal_readonly() const {
 }
 
 journal::Identity Server::identity() const {
-  return journal_identity(*device_, config_.device.logical_block_size);
+  return device_->identity(config_.device.logical_block_size);
 }
 
-// device.native_atomic_unit, else the physical block size of the device under the
-// backing file (the unit its writes are never torn below: an assumption about the
-// storage, documented in README), else 512 (one sector, the least any disk promises).
+// device.native_atomic_unit, else what the backing says of itself (the physical block
+// size of the device under a backing file, an assumption about the storage documented in
+// README; an RBD image's object size), else 512 (one sector, the least any disk promises).
 uint64_t Server::resolve_native_atomic_unit() const {
   if (config_.device.native_atomic_unit != 0) return config_.device.native_atomic_unit;
-  const uint32_t pbs = device_->storage().physical_block_size;
-  if (pbs >= 512 && conf::is_power_of_two(pbs)) return pbs;
-  log_warning("cannot read the physical block size of the storage under " + device_->path() +
+  const uint64_t native = device_->native_atomic_unit();
+  if (native != 0) return native;
+  log_warning("cannot tell the native atomic unit of the storage under the " + device_->description() +
               "; assuming writes of 512 bytes are atomic (set device.native_atomic_unit)");
   return 512;
 }
 
 void Server::check_journal_mode() const {
   if (config_.journal.mode != JournalMode::never) return;
+  const uint64_t L = config_.device.logical_block_size;
   const uint64_t A = config_.device.atomic_write_unit_max;
-  if (A <= native_atomic_unit_) return;
+  // Eligible writes are up to A long at any L-aligned offset: each lies inside one
+  // naturally aligned native unit only when A is L and L fits in the unit (a 2L write at
+  // one L before a unit boundary crosses it).
+  if (A == L && L <= native_atomic_unit_) return;
   if (config_.test.unsafe_allow_journal_never) {
-    log_warning("journal.mode=never with atomic_write_unit_max above the native atomic unit: "
+    log_warning("journal.mode=never where atomic writes can cross a native atomic unit: "
                 "atomic writes CAN TEAR on a crash (test.unsafe_allow_journal_never)");
     return;
   }
   // RWF_ATOMIC alone cannot cover every eligible write: the contract makes writes of up
   // to A at any L-aligned offset eligible, and RWF_ATOMIC needs natural alignment.
-  throw IoError(EINVAL, "journal.mode: never is unsafe here: device.atomic_write_unit_max (" +
-                            conf::format_size(A) + ") exceeds the native atomic unit of the "
-                            "backing storage (" + conf::format_size(native_atomic_unit_) +
-                            "), so atomic writes could tear on a crash without the journal; use "
-                            "journal.mode=auto, or lower device.atomic_write_unit_max to " +
-                            conf::format_size(native_atomic_unit_));
+  std::string fix = "use journal.mode=auto";
+  if (L <= native_atomic_unit_)
+    fix += ", or set device.atomic_write_unit_max to device.logical_block_size (" + conf::format_size(L) + ")";
+  throw IoError(EINVAL, "journal.mode: never is unsafe here: an atomic write of up to "
+                        "device.atomic_write_unit_max (" + conf::format_size(A) + ") at any "
+                        "device.logical_block_size (" + conf::format_size(L) + ") boundary can "
+                        "cross a boundary of the native atomic unit of the " + device_->description() +
+                        " (" + conf::format_size(native_atomic_unit_) + "), so atomic writes could "
+                        "tear on a crash without the journal; " + fix);
 }
 
 void Server::start(bool log_stats) {
@@ -149,10 +156,10 @@ void Server::check_backing(bool probe_now) {
     if (now != device_->size()) {
       std::call_once(backing_changed_logged_, [&] {
         backing_changed_message_ =
-            "the backing file " + device_->path() + " changed size behind the server (served " +
-            std::to_string(device_->size()) + " bytes, the file now has " + std::to_string(now) +
-            "); refusing writes: changing the backing file while untorn serves it is not "
-            "supported (stop untorn, fix the file or set backing.size, and start it again)";
+            "the " + device_->description() + " changed size behind the server (served " +
+            std::to_string(device_->size()) + " bytes, it now has " + std::to_string(now) +
+            "); refusing writes: changing the backing while untorn serves it is not "
+            "supported (stop untorn, fix it or set backing.size, and start it again)";
         log_warning(backing_changed_message_);
         backing_changed_.store(true, std::memory_order_release);
       });

@@ -1,7 +1,7 @@
 // plugin/server.h — the export being served: config, device, journal and request path.
 //
 // Owns, in construction order (each later one holds references to earlier ones, so they
-// are destroyed in reverse): the BackingFile, the journal file and its writer (unless
+// are destroyed in reverse): the Backing (a file, or an RBD image), the journal file and its writer (unless
 // journal.mode is never), the ExtentMap and the MappedDevice over the backing file (which
 // keeps the map current), the AtomicWriter writing through it and the CachedPath (the
 // folio cache, in the configured cache.mode). The constructor runs
@@ -24,7 +24,7 @@
 #include "cache/request_path.h"
 #include "conf/config.h"
 #include "device/atomic_writer.h"
-#include "device/backing_file.h"
+#include "device/backing.h"
 #include "device/journal_file.h"
 #include "device/journal_writer.h"
 #include "device/recovery.h"
@@ -40,7 +40,7 @@ class Server {
 
   const Config& config() const { return config_; }
   RequestPath& path() { return *path_; }
-  const BackingFile& device() const { return *device_; }
+  const Backing& device() const { return *device_; }
   const AtomicWriter& writer() const { return *writer_; }
   uint64_t native_atomic_unit() const { return native_atomic_unit_; }
   const RecoveryResult& recovery() const { return recovery_; }
@@ -81,7 +81,7 @@ class Server {
   // Opened first: a stats.file that cannot be opened is refused before anything else
   // (the backing file, the journal) is created or changed.
   std::unique_ptr<StatsFile> stats_file_;
-  std::unique_ptr<BackingFile> device_;
+  std::unique_ptr<Backing> device_;
   uint64_t native_atomic_unit_;
   std::unique_ptr<JournalFile> journal_file_;
   RecoveryResult recovery_;

@@ -6,9 +6,10 @@ set -euo pipefail
 
 profile=${1:-test}
 build_pkgs=(meson ninja-build g++ pkg-config nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
-            libaio-dev libyaml-cpp-dev)
+            libaio-dev libyaml-cpp-dev librbd-dev librados-dev)
 test_pkgs=(libgtest-dev libgmock-dev gnutls-bin libvirt-clients man-db systemd xfsprogs
-           e2fsprogs util-linux clang libclang-rt-14-dev)
+           e2fsprogs util-linux clang libclang-rt-14-dev
+           ceph-mon ceph-osd ceph-common)  # a throwaway cluster: scripts/ceph_cluster.sh
 bench_pkgs=(fio libnbd-bin gnuplot-nox)
 
 case $profile in

@@ -434,9 +434,26 @@ TEST_F(IntegrationTest, JournalNeverIsRefusedWhereWritesWouldTear) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_NE(WEXITSTATUS(status), 0);
   EXPECT_THAT(server_->stderr_text(),
-              AllOf(HasSubstr("journal.mode: never is unsafe here: device.atomic_write_unit_max (64K) "
-                              "exceeds the native atomic unit of the backing storage (4K)"),
-                    HasSubstr("use journal.mode=auto")));
+              AllOf(HasSubstr("journal.mode: never is unsafe here: an atomic write of up to "
+                              "device.atomic_write_unit_max (64K) at any device.logical_block_size "
+                              "(4K) boundary can cross a boundary of the native atomic unit of the "
+                              "backing file "),
+                    HasSubstr("(4K), so atomic writes could tear"),
+                    HasSubstr("use journal.mode=auto, or set device.atomic_write_unit_max to "
+                              "device.logical_block_size (4K)")));
+}
+
+// A native unit as large as A is not enough: a write of A one block before a unit boundary
+// crosses it.
+TEST_F(IntegrationTest, JournalNeverIsRefusedWhenAlignedWritesCanCrossTheNativeUnit) {
+  start({"journal.mode=never", "device.native_atomic_unit=1M", "device.atomic_write_unit_max=64K"});
+  int status = server_->wait_exit();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_THAT(server_->stderr_text(),
+              AllOf(HasSubstr("journal.mode: never is unsafe here"), HasSubstr("native atomic unit of the "
+                                                                              "backing file "),
+                    HasSubstr("(1M), so atomic writes could tear")));
 }
 
 TEST_F(IntegrationTest, JournalNeverIsAcceptedWhereItIsSafe) {
@@ -495,7 +512,7 @@ class ReadOnlyTest : public IntegrationTest, public ::testing::WithParamInterfac
 TEST_P(ReadOnlyTest, ServesWithoutWriting) {
   std::vector<char> data(65536);
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + 1);
-  start({"journal.mode=never", "device.native_atomic_unit=65536"});
+  start({"journal.mode=never", "device.native_atomic_unit=65536", "device.atomic_write_unit_max=4096"});
   {
     auto h = connect();
     ASSERT_EQ(nbd_pwrite(h.get(), data.data(), data.size(), 4096, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();

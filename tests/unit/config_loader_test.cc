@@ -260,7 +260,7 @@ TEST(ConfigLoaderTest, EffectiveValuesCoverEveryKeyAndLoadBack) {
     EXPECT_TRUE(ConfigLoader::is_known_key(k)) << k;
     again.add_override(k, v);
   }
-  EXPECT_EQ(values.size(), 22u);
+  EXPECT_EQ(values.size(), 25u);
   Config back = again.load();
   EXPECT_EQ(back.device.atomic_write_unit_max, 131072u);
   EXPECT_EQ(back.cache.dirty_expire, std::chrono::seconds(2));
@@ -285,6 +285,49 @@ TEST(ConfigLoaderTest, StatsAndReadonlyKeys) {
   } catch (const ConfigError& e) {
     EXPECT_STREQ(e.what(), "command line (stats.interval=500ms): stats.interval: must be at least 1s, got 500ms");
   }
+}
+
+TEST(ConfigLoaderTest, RbdBackingKeys) {
+  Config c = load_yaml("backing:\n  rbd: rbd/disk1\n  ceph_conf: /etc/ceph/test.conf\n  ceph_id: untorn\n");
+  EXPECT_EQ(c.backing.rbd, "rbd/disk1");
+  EXPECT_EQ(c.backing.ceph_conf, "/etc/ceph/test.conf");
+  EXPECT_EQ(c.backing.ceph_id, "untorn");
+  EXPECT_EQ(c.backing.path, "");
+  EXPECT_EQ(c.journal.path, "") << "an RBD image's journal lives in RADOS";
+  // Defaults: librados' own ceph.conf search, client.admin.
+  Config d = load_yaml("", {{"backing.rbd", "pool-1/img.2"}});
+  EXPECT_EQ(d.backing.ceph_conf, "");
+  EXPECT_EQ(d.backing.ceph_id, "");
+  // Its effective values load back as they are.
+  ConfigLoader again;
+  for (const auto& [k, v] : ConfigLoader::effective_values(c)) again.add_override(k, v);
+  EXPECT_EQ(ConfigLoader::effective_values(again.load()), ConfigLoader::effective_values(c));
+}
+
+TEST(ConfigLoaderTest, RbdBackingErrorsNameTheKeyAndLine) {
+  for (const char* bad : {"disk1", "/disk1", "rbd/", "rbd/a/b", "rbd/disk@snap", "rbd/my disk"})
+    EXPECT_THAT(error_of("backing:\n  rbd: \"" + std::string(bad) + "\"\n"),
+                AllOf(HasSubstr("disk.yaml line 2: backing.rbd: expected POOL/IMAGE, such as rbd/disk1"),
+                      HasSubstr(bad)))
+        << bad;
+  EXPECT_THAT(error_of("backing:\n  rbd: rbd/d\n  ceph_id: client.admin\n"),
+              HasSubstr("disk.yaml line 3: backing.ceph_id: expected a client id such as admin or untorn "
+                        "(without \"client.\")"));
+  EXPECT_THAT(error_of("backing:\n  rbd: rbd/d\n  ceph_id: a;b\n"),
+              HasSubstr("disk.yaml line 3: backing.ceph_id: expected a client id"));
+  EXPECT_THAT(error_of(kBacking + "  rbd: rbd/d\n"),
+              HasSubstr("disk.yaml line 3: backing.rbd: serves an RBD image instead of a backing file: "
+                        "give backing.path (disk.yaml line 2) or backing.rbd, not both"));
+  EXPECT_THAT(error_of(kBacking + "  ceph_id: admin\n"),
+              HasSubstr("disk.yaml line 3: backing.ceph_id: applies only to an RBD image (backing.rbd)"));
+  EXPECT_THAT(error_of(kBacking + "  ceph_conf: /etc/ceph/ceph.conf\n"),
+              HasSubstr("disk.yaml line 3: backing.ceph_conf: applies only to an RBD image"));
+  EXPECT_THAT(error_of("backing:\n  rbd: rbd/d\njournal:\n  path: /j\n"),
+              HasSubstr("disk.yaml line 4: journal.path: does not apply with backing.rbd: the journal "
+                        "of an RBD image lives in RADOS"));
+  EXPECT_THAT(error_of("backing:\n  rbd: rbd/d\n  direct_io: false\n"),
+              HasSubstr("disk.yaml line 3: backing.direct_io: applies only to a backing file"));
+  EXPECT_THAT(error_of(""), HasSubstr("or an RBD image as backing.rbd=POOL/IMAGE"));
 }
 
 TEST(ConfigLoaderTest, HelpListsEveryKey) {

@@ -1,0 +1,47 @@
+// device/rados_cluster.h — one connection to a Ceph cluster, with an I/O context on a pool.
+//
+// Owns the rados_t handle and the rados_ioctx_t for one pool, both released in the
+// destructor. Shared (shared_ptr) by the RBD image and the RADOS journal object on that
+// pool, which must not outlive it. librados' own cache settings are forced off here:
+// `rbd_cache = false`, so a librbd write that returns is on the OSDs (what FLUSH and FUA
+// promise), whatever the ceph.conf says. Thread-safe, as librados is.
+#pragma once
+
+#include <rados/librados.h>
+
+#include <memory>
+#include <string>
+
+namespace untorn {
+
+class RadosCluster {
+ public:
+  // Reads `ceph_conf` (empty: librados' default search), connects as client.<ceph_id>
+  // (empty: admin) and opens `pool`. Throws IoError naming backing.ceph_conf,
+  // backing.ceph_id or backing.rbd, whichever the failure points at.
+  static std::shared_ptr<RadosCluster> connect(const std::string& ceph_conf,
+                                               const std::string& ceph_id, const std::string& pool);
+  ~RadosCluster();
+  RadosCluster(const RadosCluster&) = delete;
+  RadosCluster& operator=(const RadosCluster&) = delete;
+
+  rados_ioctx_t ioctx() const { return ioctx_; }
+  const std::string& pool() const { return pool_; }
+  // "client.<id>" as connected.
+  const std::string& client() const { return client_; }
+
+ private:
+  struct MadeBy {};
+
+ public:
+  RadosCluster(MadeBy, rados_t cluster, rados_ioctx_t ioctx, std::string pool, std::string client)
+      : cluster_(cluster), ioctx_(ioctx), pool_(std::move(pool)), client_(std::move(client)) {}
+
+ private:
+  rados_t cluster_;
+  rados_ioctx_t ioctx_;
+  std::string pool_;
+  std::string client_;
+};
+
+}  // namespace untorn

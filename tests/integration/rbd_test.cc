@@ -1,0 +1,414 @@
+// Integration over Ceph RBD: nbdkit with the untorn plugin serving an RBD image of a
+// throwaway one-mon, one-osd cluster (scripts/ceph_cluster.sh, memstore) started for this
+// binary in a temp dir and stopped at its end. Each test has an image of its own.
+// Checked: data read back byte for byte through the server and straight from RBD
+// (`rbd export`), zero and trim, block status from RBD's allocation, a write across an
+// object boundary going through the journal object in RADOS, the exclusive lock refusing
+// a second server, a second "host" (another client id) taking over from a killed one and
+// replaying its journal, and the errors a user meets first.
+// Skipped, loudly, where the Ceph tools are not installed (scripts/deps.sh test installs
+// them).
+#include <libnbd.h>
+#include <sys/wait.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+
+#include "tests/support/nbdkit_process.h"
+#include "tests/support/temp_dir.h"
+
+namespace untorn {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using untorn::testing::connect_nbd;
+using untorn::testing::NbdHandle;
+using untorn::testing::NbdkitProcess;
+using untorn::testing::TempDir;
+
+constexpr uint64_t kObject = 4 << 20;  // RBD's default object size
+constexpr uint64_t kImageSize = 64 << 20;
+
+// Runs a shell command; returns its exit status and what it printed (stdout and stderr).
+struct Ran {
+  int status;
+  std::string output;
+};
+Ran run(const std::string& command) {
+  Ran r{-1, {}};
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  r.status = pclose(p);
+  return r;
+}
+
+std::string source_root() {
+  const char* root = std::getenv("UNTORN_SOURCE_ROOT");
+  return root ? root : ".";
+}
+
+// The cluster, shared by every test of this binary.
+class Cluster {
+ public:
+  static Cluster& get() {
+    static Cluster cluster;
+    return cluster;
+  }
+  bool up() const { return up_; }
+  const std::string& why_not() const { return why_not_; }
+  const std::string& conf() const { return conf_; }
+  std::string rbd(const std::string& args) const { return "timeout 60 rbd --conf " + conf_ + " " + args; }
+  std::string rados(const std::string& args) const { return "timeout 60 rados --conf " + conf_ + " " + args; }
+  void stop() {
+    if (!started_) return;
+    run(script_ + " stop " + dir_.file("ceph"));
+    started_ = false;
+  }
+  ~Cluster() { stop(); }
+
+ private:
+  Cluster() {
+    for (const char* tool : {"ceph-mon", "ceph-osd", "rbd", "rados"}) {
+      if (run(std::string("command -v ") + tool).status != 0) {
+        why_not_ = std::string(tool) + " is not installed (scripts/deps.sh test installs ceph-mon, ceph-osd, ceph-common)";
+        return;
+      }
+    }
+    script_ = source_root() + "/scripts/ceph_cluster.sh";
+    started_ = true;
+    Ran r = run(script_ + " start " + dir_.file("ceph"));
+    if (r.status != 0) {
+      // Installed but not startable is a failure, not a skip.
+      ADD_FAILURE() << "scripts/ceph_cluster.sh start failed:\n" << r.output;
+      why_not_ = "the cluster did not start";
+      return;
+    }
+    conf_ = dir_.file("ceph/ceph.conf");
+    Ran pool = run("timeout 60 ceph --conf " + conf_ + " osd pool create rbd 8 8 && " + rbd("pool init rbd"));
+    if (pool.status != 0) {
+      ADD_FAILURE() << "cannot make the rbd pool:\n" << pool.output;
+      why_not_ = "no rbd pool";
+      return;
+    }
+    up_ = true;
+  }
+
+  TempDir dir_;
+  std::string script_;
+  std::string conf_;
+  bool started_ = false;
+  bool up_ = false;
+  std::string why_not_;
+};
+
+class RbdEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override { Cluster::get().stop(); }
+};
+[[maybe_unused]] auto* const rbd_environment = ::testing::AddGlobalTestEnvironment(new RbdEnvironment);
+
+class RbdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!Cluster::get().up()) GTEST_SKIP() << "SKIPPED LOUDLY: no Ceph cluster: " << Cluster::get().why_not();
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    image_ = std::string("rbd/") + info->name();
+    Ran r = run(cluster().rbd("create --size " + std::to_string(kImageSize >> 20) + "M " + image_));
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  void TearDown() override {
+    for (auto* s : {&server_, &second_}) {
+      if (!*s || !(*s)->running()) continue;
+      int status = (*s)->stop();
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+          << "nbdkit did not exit cleanly (status " << status << "):\n" << (*s)->stderr_text();
+    }
+  }
+  static Cluster& cluster() { return Cluster::get(); }
+
+  std::vector<std::string> args(const std::string& client, std::vector<std::string> extra = {}) const {
+    std::vector<std::string> a = {"backing.rbd=" + image_, "backing.ceph_conf=" + cluster().conf(),
+                                  "backing.ceph_id=" + client};
+    for (auto& e : extra) a.push_back(e);
+    return a;
+  }
+  std::unique_ptr<NbdkitProcess> start(const std::string& client, std::vector<std::string> extra = {}) {
+    auto p = std::make_unique<NbdkitProcess>(dir_.path().string() + "/" + client, args(client, extra));
+    std::filesystem::create_directories(dir_.path() / client);
+    p->start();
+    return p;
+  }
+  NbdHandle connect(NbdkitProcess& p) {
+    try {
+      return connect_nbd(p.uri());
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what() << "\nnbdkit said:\n" << p.stderr_text();
+      throw;
+    }
+  }
+  // The image's bytes as RBD holds them, read by `rbd export` (no untorn in the way).
+  std::vector<char> export_image() {
+    const std::string file = dir_.file("export.img");
+    std::filesystem::remove(file);
+    Ran r = run(cluster().rbd("export --no-progress " + image_ + " " + file));
+    EXPECT_EQ(r.status, 0) << r.output;
+    std::ifstream in(file, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
+  uint64_t journal_object_size() {
+    Ran id = run(cluster().rbd("info --format json " + image_ + " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id\"])'"));
+    EXPECT_EQ(id.status, 0) << id.output;
+    std::string object = "untorn_journal." + id.output.substr(0, id.output.find('\n'));
+    Ran st = run(cluster().rados("-p rbd stat " + object));
+    if (st.status != 0) return 0;
+    const auto at = st.output.find("size ");
+    return at == std::string::npos ? 0 : std::stoull(st.output.substr(at + 5));
+  }
+
+  TempDir dir_;
+  std::string image_;
+  std::unique_ptr<NbdkitProcess> server_;
+  std::unique_ptr<NbdkitProcess> second_;
+};
+
+std::vector<char> random_bytes(std::mt19937_64& rng, size_t n) {
+  std::vector<char> v(n);
+  for (auto& b : v) b = static_cast<char>(rng());
+  return v;
+}
+
+// "" when equal, else where they first differ (a readable failure for megabytes of data).
+std::string difference(const std::vector<char>& got, const std::vector<char>& want) {
+  if (got.size() != want.size()) return "sizes differ: " + std::to_string(got.size()) + " and " + std::to_string(want.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i] != want[i])
+      return "first difference at byte " + std::to_string(i) + ": got " + std::to_string(int(got[i])) + ", want " +
+             std::to_string(int(want[i]));
+  return "";
+}
+
+void pwrite_ok(nbd_handle* h, const std::vector<char>& data, uint64_t offset, uint32_t flags = 0) {
+  ASSERT_EQ(nbd_pwrite(h, data.data(), data.size(), offset, flags), 0) << nbd_get_error();
+}
+
+std::vector<char> pread_ok(nbd_handle* h, size_t length, uint64_t offset) {
+  std::vector<char> out(length);
+  EXPECT_EQ(nbd_pread(h, out.data(), length, offset, 0), 0) << nbd_get_error();
+  return out;
+}
+
+TEST_F(RbdTest, WritesReadBackThroughUntornAndStraightFromRbd) {
+  std::mt19937_64 rng(7);
+  std::vector<char> model(kImageSize, 0);
+  server_ = start("untorn");
+  {
+    auto h = connect(*server_);
+    EXPECT_EQ(nbd_get_size(h.get()), static_cast<int64_t>(kImageSize));
+    EXPECT_EQ(nbd_can_fua(h.get()), 1);
+    EXPECT_EQ(nbd_can_multi_conn(h.get()), 1);
+    // Inside one object, across an object boundary (atomic-eligible, so journaled), large
+    // and unaligned to objects, and small ones everywhere.
+    const std::vector<std::pair<uint64_t, size_t>> writes = {
+        {0, 4096}, {kObject - 32768, 65536}, {3 * kObject - 4096, 2 << 20}, {7 * kObject + 512 * 1024, 8192},
+        {15 * kObject + 4096, kObject - 8192}};
+    for (auto [off, len] : writes) {
+      auto data = random_bytes(rng, len);
+      pwrite_ok(h.get(), data, off);
+      std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
+    }
+    for (int i = 0; i < 200; ++i) {
+      const uint64_t off = (rng() % (kImageSize / 4096)) * 4096;
+      auto data = random_bytes(rng, 4096);
+      pwrite_ok(h.get(), data, off, i % 3 == 0 ? LIBNBD_CMD_FLAG_FUA : 0);
+      std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
+    }
+    ASSERT_EQ(nbd_flush(h.get(), 0), 0) << nbd_get_error();
+    EXPECT_EQ(difference(pread_ok(h.get(), kImageSize, 0), model), "");
+  }
+  // Flushed: in RBD, whatever happens to this server now.
+  server_->kill_hard();
+  EXPECT_EQ(difference(export_image(), model), "") << "RBD does not hold what was flushed";
+  // A new server reads it back (the dead one's lock is broken at open).
+  server_ = start("untorn");
+  auto h = connect(*server_);
+  EXPECT_EQ(difference(pread_ok(h.get(), kImageSize, 0), model), "");
+}
+
+TEST_F(RbdTest, ZeroTrimAndBlockStatusFollowRbdsAllocation) {
+  server_ = start("untorn");
+  auto h = connect(*server_);
+  std::vector<char> ones(2 * kObject, 1);
+  pwrite_ok(h.get(), ones, 0, LIBNBD_CMD_FLAG_FUA);
+  std::vector<char> want(2 * kObject, 1);
+  ASSERT_EQ(difference(pread_ok(h.get(), 2 * kObject, 0), want), "") << "after the write";
+  // Zero without punching: reads as zeroes, stays allocated.
+  ASSERT_EQ(nbd_zero(h.get(), 4096, 1 << 20, LIBNBD_CMD_FLAG_NO_HOLE | LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
+  std::fill(want.begin() + (1 << 20), want.begin() + (1 << 20) + 4096, 0);
+  ASSERT_EQ(difference(pread_ok(h.get(), 2 * kObject, 0), want), "") << "after the zero";
+  // Trim of a whole object: RBD drops it.
+  ASSERT_EQ(nbd_trim(h.get(), kObject, kObject, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
+  std::fill(want.begin() + kObject, want.end(), 0);
+  EXPECT_EQ(difference(pread_ok(h.get(), 2 * kObject, 0), want), "");
+  ASSERT_EQ(nbd_flush(h.get(), 0), 0);
+  // Block status, a hole flag per 4K block: object 0 data (RBD's allocation is whole
+  // objects), object 1 and the never-written rest holes.
+  struct Seen {
+    std::vector<std::pair<uint64_t, uint32_t>> runs;  // length, flags
+  } seen;
+  auto cb = [](void* user, const char* meta, uint64_t, uint32_t* entries, size_t n, int*) -> int {
+    if (std::string(meta) != LIBNBD_CONTEXT_BASE_ALLOCATION) return 0;
+    auto* s = static_cast<Seen*>(user);
+    for (size_t i = 0; i + 1 < n; i += 2) s->runs.emplace_back(entries[i], entries[i + 1]);
+    return 0;
+  };
+  std::vector<bool> hole;  // per 4K block
+  while (hole.size() * 4096 < kImageSize) {
+    const uint64_t offset = hole.size() * 4096;
+    seen.runs.clear();
+    ASSERT_NE(nbd_block_status(h.get(), kImageSize - offset, offset,
+                               (nbd_extent_callback){.callback = cb, .user_data = &seen, .free = nullptr}, 0),
+              -1)
+        << nbd_get_error();
+    ASSERT_FALSE(seen.runs.empty());
+    for (auto [len, flags] : seen.runs) {
+      ASSERT_EQ(len % 4096, 0u);
+      hole.insert(hole.end(), len / 4096, (flags & LIBNBD_STATE_HOLE) != 0);
+    }
+  }
+  ASSERT_EQ(hole.size(), kImageSize / 4096);
+  const size_t per_object = kObject / 4096;
+  for (size_t b = 0; b < hole.size(); ++b) {
+    const bool want_hole = b >= per_object;
+    if (hole[b] != want_hole) {
+      ADD_FAILURE() << "block " << b << " (object " << b / per_object << ") is " << (hole[b] ? "a hole" : "data");
+      break;
+    }
+  }
+  std::vector<char> all(kImageSize, 0);
+  std::copy(want.begin(), want.end(), all.begin());
+  EXPECT_EQ(difference(export_image(), all), "");
+}
+
+TEST_F(RbdTest, AWriteAcrossAnObjectBoundaryGoesThroughTheJournalInRados) {
+  server_ = start("untorn");
+  auto h = connect(*server_);
+  std::mt19937_64 rng(3);
+  auto inside = random_bytes(rng, 65536);
+  const uint64_t journal_at_start = journal_object_size();  // its header
+  pwrite_ok(h.get(), inside, kObject, LIBNBD_CMD_FLAG_FUA);
+  EXPECT_EQ(journal_object_size(), journal_at_start) << "a write inside one object is one RADOS op: no journal";
+  auto across = random_bytes(rng, 65536);
+  pwrite_ok(h.get(), across, 2 * kObject - 32768, LIBNBD_CMD_FLAG_FUA);
+  EXPECT_GT(journal_object_size(), journal_at_start + 65536) << "a write across an object boundary is journaled";
+  EXPECT_EQ(pread_ok(h.get(), 65536, 2 * kObject - 32768), across);
+}
+
+TEST_F(RbdTest, ASecondServerIsRefusedWhileTheFirstHoldsTheImage) {
+  server_ = start("hosta");
+  { auto h = connect(*server_); }
+  second_ = start("hostb");
+  const int status = second_->wait_exit();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_THAT(second_->stderr_text(),
+              AllOf(HasSubstr("backing.rbd: RBD image " + image_ + ": is in use by the client at "),
+                    HasSubstr("which holds its exclusive lock")));
+  // The first still serves.
+  auto h = connect(*server_);
+  std::vector<char> data(4096, 'a');
+  pwrite_ok(h.get(), data, 0, LIBNBD_CMD_FLAG_FUA);
+}
+
+// Host A dies with an acknowledged atomic write only in its journal (it crossed an object
+// boundary, and the writeback never ran); host B, another client, takes the image over,
+// replays A's journal from RADOS and serves every flushed byte.
+TEST_F(RbdTest, AnotherHostTakesOverAfterTheFirstDiesAndReplaysItsJournal) {
+  std::mt19937_64 rng(11);
+  std::vector<char> model(kImageSize, 0);
+  // No background writeback: what FUA made durable is in the journal only.
+  server_ = start("hosta", {"cache.dirty_expire=1h", "cache.dirty_background_ratio=100", "cache.dirty_ratio=100"});
+  {
+    auto h = connect(*server_);
+    for (uint64_t boundary = kObject; boundary < kImageSize; boundary += 3 * kObject) {
+      auto data = random_bytes(rng, 65536);
+      const uint64_t off = boundary - 4096 * (1 + rng() % 15);
+      pwrite_ok(h.get(), data, off, LIBNBD_CMD_FLAG_FUA);
+      std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
+    }
+    EXPECT_GT(journal_object_size(), 0u);
+  }
+  server_->kill_hard();
+  second_ = start("hostb");
+  {
+    auto h = connect(*second_);
+    EXPECT_EQ(difference(pread_ok(h.get(), kImageSize, 0), model), "");
+  }
+  EXPECT_THAT(second_->stderr_text(), HasSubstr("replayed 5 record(s), 327680 bytes"));
+  ASSERT_EQ(second_->stop(), 0) << second_->stderr_text();
+  EXPECT_EQ(difference(export_image(), model), "");
+}
+
+TEST_F(RbdTest, ReadOnlyServesWithoutTheLock) {
+  std::vector<char> data(65536, 'r');
+  server_ = start("writer");
+  {
+    auto h = connect(*server_);
+    pwrite_ok(h.get(), data, 8192, LIBNBD_CMD_FLAG_FUA);
+  }
+  ASSERT_EQ(server_->stop(), 0);
+  server_ = start("reader", {"device.readonly=true"});
+  second_ = start("reader2", {"device.readonly=true"});
+  for (auto* p : {server_.get(), second_.get()}) {
+    auto h = connect(*p);
+    EXPECT_EQ(pread_ok(h.get(), data.size(), 8192), data);
+    EXPECT_EQ(nbd_is_read_only(h.get()), 1);
+  }
+}
+
+TEST_F(RbdTest, StartupErrorsNameTheKeyToChange) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {{"backing.rbd=rbd/no-such-image", "backing.ceph_conf=" + cluster().conf()},
+       "backing.rbd: RBD image rbd/no-such-image: no such image in pool rbd"},
+      {{"backing.rbd=nopool/x", "backing.ceph_conf=" + cluster().conf()},
+       "backing.rbd: pool 'nopool': no such pool in the cluster"},
+      {{"backing.rbd=" + image_, "backing.ceph_conf=" + dir_.file("missing.conf")},
+       "backing.ceph_conf: " + dir_.file("missing.conf") + ": cannot read it"},
+      {{"backing.rbd=" + image_, "backing.ceph_conf=" + cluster().conf(), "backing.size=128M"},
+       "is 64M but backing.size is 128M; set backing.resize=true"},
+  };
+  for (const auto& c : cases) {
+    NbdkitProcess p(dir_.path().string(), c.args);
+    p.start();
+    const int status = p.wait_exit();
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_NE(WEXITSTATUS(status), 0);
+    EXPECT_THAT(p.stderr_text(), HasSubstr(c.want));
+  }
+  // An image without the exclusive-lock feature could be written by two servers at once.
+  const std::string bare = "rbd/bare";
+  ASSERT_EQ(run(cluster().rbd("create --size 8M --image-feature layering " + bare)).status, 0);
+  NbdkitProcess p(dir_.path().string(), {"backing.rbd=" + bare, "backing.ceph_conf=" + cluster().conf()});
+  p.start();
+  ASSERT_NE(p.wait_exit(), 0);
+  EXPECT_THAT(p.stderr_text(), HasSubstr("has no exclusive-lock feature, so nothing stops a second server "
+                                         "writing it; enable it with `rbd feature enable rbd/bare exclusive-lock`"));
+}
+
+}  // namespace
+}  // namespace untorn
