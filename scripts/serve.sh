@@ -31,7 +31,12 @@ while [ $# -gt 0 ]; do
     --nbdkit-option=*) nbdkit_opts+=("${1#--nbdkit-option=}"); shift ;;
     --nbdkit-option) nbdkit_opts+=("$2"); shift 2 ;;
     -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    *=*) keys+=("$1"); [[ $1 == backing.path=* ]] && image=""; shift ;;
+    *=*) keys+=("$1")
+         [[ $1 == backing.path=* ]] && image=""
+         # An RBD image has a size of its own: the default config's 8G is not asked for.
+         [[ $1 == backing.rbd=* ]] && { image=""; rbd_size=${rbd_size:-0}; }
+         [[ $1 == backing.size=* ]] && rbd_size=given
+         shift ;;
     *) echo "serve.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -71,6 +76,7 @@ ninja -C "$repo/build" plugin/nbdkit-untorn-plugin.so tools/untorn-listen tools/
 
 args=("config=$config")
 [ -n "$image" ] && args+=("backing.path=$image")
+[ "${rbd_size:-}" = 0 ] && args+=("backing.size=0")
 args+=("${keys[@]}")
 # Validate first (same loader as the plugin) and derive the QEMU options from L and A.
 qemu_args=$("$repo/build/tools/untorn-config" --qemu-nvme-args untorn0 "${args[@]}")

@@ -257,13 +257,18 @@ TEST_F(RbdTest, ZeroTrimAndBlockStatusFollowRbdsAllocation) {
   ASSERT_EQ(nbd_zero(h.get(), 4096, 1 << 20, LIBNBD_CMD_FLAG_NO_HOLE | LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
   std::fill(want.begin() + (1 << 20), want.begin() + (1 << 20) + 4096, 0);
   ASSERT_EQ(difference(pread_ok(h.get(), 2 * kObject, 0), want), "") << "after the zero";
+  // Trim inside an object: RBD zeroes the range (librbd skips partial discards unless
+  // asked to zero, which untorn does).
+  ASSERT_EQ(nbd_trim(h.get(), 256 * 1024, 2 << 20, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
+  std::fill(want.begin() + (2 << 20), want.begin() + (2 << 20) + 256 * 1024, 0);
+  ASSERT_EQ(difference(pread_ok(h.get(), 2 * kObject, 0), want), "") << "after the partial trim";
   // Trim of a whole object: RBD drops it.
   ASSERT_EQ(nbd_trim(h.get(), kObject, kObject, LIBNBD_CMD_FLAG_FUA), 0) << nbd_get_error();
   std::fill(want.begin() + kObject, want.end(), 0);
   EXPECT_EQ(difference(pread_ok(h.get(), 2 * kObject, 0), want), "");
   ASSERT_EQ(nbd_flush(h.get(), 0), 0);
   // Block status, a hole flag per 4K block: object 0 data (RBD's allocation is whole
-  // objects), object 1 and the never-written rest holes.
+  // objects; the NO_HOLE zero stays allocated), object 1 and the never-written rest holes.
   struct Seen {
     std::vector<std::pair<uint64_t, uint32_t>> runs;  // length, flags
   } seen;
@@ -289,7 +294,11 @@ TEST_F(RbdTest, ZeroTrimAndBlockStatusFollowRbdsAllocation) {
   }
   ASSERT_EQ(hole.size(), kImageSize / 4096);
   const size_t per_object = kObject / 4096;
+  const size_t trimmed_begin = (2 << 20) / 4096, trimmed_end = trimmed_begin + 256 * 1024 / 4096;
   for (size_t b = 0; b < hole.size(); ++b) {
+    // Trimmed inside object 0: a hole to untorn's own map, data to RBD's whole-object
+    // allocation; either is right (it reads as zeroes, checked above).
+    if (b >= trimmed_begin && b < trimmed_end) continue;
     const bool want_hole = b >= per_object;
     if (hole[b] != want_hole) {
       ADD_FAILURE() << "block " << b << " (object " << b / per_object << ") is " << (hole[b] ? "a hole" : "data");
