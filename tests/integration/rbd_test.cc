@@ -115,6 +115,20 @@ class Cluster {
 
 class RbdEnvironment : public ::testing::Environment {
  public:
+  // Under TSan, nbdkit loads Ceph's libraries, which are not instrumented: TSan sees
+  // their copies through interceptors (memcpy from libstdc++) but none of their
+  // synchronisation, and reports races inside them (a string librbd's new thread copies
+  // at rbd_open). ignore_noninstrumented_modules drops interceptor calls from such
+  // libraries, for this binary's servers only; untorn's own code stays instrumented.
+  void SetUp() override {
+    const char* pre = std::getenv("UNTORN_NBDKIT_PRELOAD");
+    if (!pre || std::string(pre).find("libtsan") == std::string::npos) return;
+    const char* tsan = std::getenv("TSAN_OPTIONS");
+    std::string env = std::getenv("UNTORN_NBDKIT_ENV") ? std::getenv("UNTORN_NBDKIT_ENV") : "";
+    env += std::string(env.empty() ? "" : " ") + "TSAN_OPTIONS=" + (tsan ? std::string(tsan) + ":" : "") +
+           "ignore_noninstrumented_modules=1";
+    setenv("UNTORN_NBDKIT_ENV", env.c_str(), 1);
+  }
   void TearDown() override { Cluster::get().stop(); }
 };
 [[maybe_unused]] auto* const rbd_environment = ::testing::AddGlobalTestEnvironment(new RbdEnvironment);
@@ -188,6 +202,17 @@ std::vector<char> random_bytes(std::mt19937_64& rng, size_t n) {
   for (auto& b : v) b = static_cast<char>(rng());
   return v;
 }
+
+// A server refused at startup exits; under a sanitizer preload nbdkit deadlocks in exit()
+// there (libp11-kit's destructor in freelocale, seen with gdb, as in nbd_integration's
+// StatsFileThatCannotBeOpenedIsRefusedAtStartup; not untorn's code).
+bool sanitizer_preload() {
+  const char* pre = std::getenv("UNTORN_NBDKIT_PRELOAD");
+  return pre && *pre;
+}
+constexpr const char* kPreloadSkip =
+    "SKIPPED LOUDLY: under a sanitizer preload nbdkit deadlocks in exit() after a refused "
+    "startup (libp11-kit's destructor in freelocale; not untorn's code); the plain build runs this test";
 
 // "" when equal, else where they first differ (a readable failure for megabytes of data).
 std::string difference(const std::vector<char>& got, const std::vector<char>& want) {
@@ -325,6 +350,7 @@ TEST_F(RbdTest, AWriteAcrossAnObjectBoundaryGoesThroughTheJournalInRados) {
 }
 
 TEST_F(RbdTest, ASecondServerIsRefusedWhileTheFirstHoldsTheImage) {
+  if (sanitizer_preload()) GTEST_SKIP() << kPreloadSkip;
   server_ = start("hosta");
   { auto h = connect(*server_); }
   second_ = start("hostb");
@@ -387,6 +413,7 @@ TEST_F(RbdTest, ReadOnlyServesWithoutTheLock) {
 }
 
 TEST_F(RbdTest, StartupErrorsNameTheKeyToChange) {
+  if (sanitizer_preload()) GTEST_SKIP() << kPreloadSkip;
   struct Case {
     std::vector<std::string> args;
     std::string want;
