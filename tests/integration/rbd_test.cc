@@ -22,6 +22,7 @@
 #include <iterator>
 #include <random>
 
+#include "tests/support/ceph_test_cluster.h"
 #include "tests/support/nbdkit_process.h"
 #include "tests/support/temp_dir.h"
 
@@ -34,104 +35,14 @@ using untorn::testing::connect_nbd;
 using untorn::testing::NbdHandle;
 using untorn::testing::NbdkitProcess;
 using untorn::testing::TempDir;
+using untorn::testing::Cluster;
+using untorn::testing::Ran;
+using untorn::testing::run;
 
 constexpr uint64_t kObject = 4 << 20;  // RBD's default object size
 constexpr uint64_t kImageSize = 64 << 20;
 
-// Runs a shell command; returns its exit status and what it printed (stdout and stderr).
-struct Ran {
-  int status;
-  std::string output;
-};
-Ran run(const std::string& command) {
-  Ran r{-1, {}};
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  r.status = pclose(p);
-  return r;
-}
-
-std::string source_root() {
-  const char* root = std::getenv("UNTORN_SOURCE_ROOT");
-  return root ? root : ".";
-}
-
-// The cluster, shared by every test of this binary.
-class Cluster {
- public:
-  static Cluster& get() {
-    static Cluster cluster;
-    return cluster;
-  }
-  bool up() const { return up_; }
-  const std::string& why_not() const { return why_not_; }
-  const std::string& conf() const { return conf_; }
-  std::string rbd(const std::string& args) const { return "timeout 60 rbd --conf " + conf_ + " " + args; }
-  std::string rados(const std::string& args) const { return "timeout 60 rados --conf " + conf_ + " " + args; }
-  void stop() {
-    if (!started_) return;
-    run(script_ + " stop " + dir_.file("ceph"));
-    started_ = false;
-  }
-  ~Cluster() { stop(); }
-
- private:
-  Cluster() {
-    for (const char* tool : {"ceph-mon", "ceph-osd", "rbd", "rados"}) {
-      if (run(std::string("command -v ") + tool).status != 0) {
-        why_not_ = std::string(tool) + " is not installed (scripts/deps.sh test installs ceph-mon, ceph-osd, ceph-common)";
-        return;
-      }
-    }
-    script_ = source_root() + "/scripts/ceph_cluster.sh";
-    started_ = true;
-    Ran r = run(script_ + " start " + dir_.file("ceph"));
-    if (r.status != 0) {
-      // Installed but not startable is a failure, not a skip.
-      ADD_FAILURE() << "scripts/ceph_cluster.sh start failed:\n" << r.output;
-      why_not_ = "the cluster did not start";
-      return;
-    }
-    conf_ = dir_.file("ceph/ceph.conf");
-    Ran pool = run("timeout 60 ceph --conf " + conf_ + " osd pool create rbd 8 8 && " + rbd("pool init rbd"));
-    if (pool.status != 0) {
-      ADD_FAILURE() << "cannot make the rbd pool:\n" << pool.output;
-      why_not_ = "no rbd pool";
-      return;
-    }
-    up_ = true;
-  }
-
-  TempDir dir_;
-  std::string script_;
-  std::string conf_;
-  bool started_ = false;
-  bool up_ = false;
-  std::string why_not_;
-};
-
-class RbdEnvironment : public ::testing::Environment {
- public:
-  // Under TSan, nbdkit loads Ceph's libraries, which are not instrumented: TSan sees
-  // their copies through interceptors (memcpy from libstdc++) but none of their
-  // synchronisation, and reports races inside them (a string librbd's new thread copies
-  // at rbd_open). ignore_noninstrumented_modules drops interceptor calls from such
-  // libraries, for this binary's servers only; untorn's own code stays instrumented.
-  void SetUp() override {
-    const char* pre = std::getenv("UNTORN_NBDKIT_PRELOAD");
-    if (!pre || std::string(pre).find("libtsan") == std::string::npos) return;
-    const char* tsan = std::getenv("TSAN_OPTIONS");
-    std::string env = std::getenv("UNTORN_NBDKIT_ENV") ? std::getenv("UNTORN_NBDKIT_ENV") : "";
-    env += std::string(env.empty() ? "" : " ") + "TSAN_OPTIONS=" + (tsan ? std::string(tsan) + ":" : "") +
-           "ignore_noninstrumented_modules=1";
-    setenv("UNTORN_NBDKIT_ENV", env.c_str(), 1);
-  }
-  void TearDown() override { Cluster::get().stop(); }
-};
-[[maybe_unused]] auto* const rbd_environment = ::testing::AddGlobalTestEnvironment(new RbdEnvironment);
+[[maybe_unused]] auto* const ceph_environment = ::testing::AddGlobalTestEnvironment(new untorn::testing::CephEnvironment);
 
 class RbdTest : public ::testing::Test {
  protected:
