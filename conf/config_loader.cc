@@ -443,6 +443,12 @@ void validate(Config& c, const std::map<std::string, Origin>& origins) {
   if (c.journal.checkpoint_size < kMiB)
     fail(origin("journal.checkpoint_size"), "journal.checkpoint_size",
          "must be at least 1M, got " + value_of(c.journal.checkpoint_size));
+  // With backing.rbd the journal is one RADOS object: the OSDs refuse objects past
+  // osd_max_object_size (128M by default), so it is checkpointed well before.
+  if (rbd && c.journal.checkpoint_size > 64 * kMiB)
+    fail(origin("journal.checkpoint_size"), "journal.checkpoint_size",
+         "must be at most 64M with backing.rbd (the journal is one RADOS object, and the OSDs "
+         "refuse objects past osd_max_object_size, 128M by default), got " + value_of(c.journal.checkpoint_size));
   const uint64_t S = c.test.unsafe_split_writes;
   if (S != 0 && (S % L != 0 || S > kMiB))
     fail(origin("test.unsafe_split_writes"), "test.unsafe_split_writes",

@@ -64,31 +64,71 @@ uint64_t fnv1a64(const std::string& s) {
   return h;
 }
 
+// What rbd_diff_iterate2 reports, collected first: the API does not promise its callbacks
+// come in offset order, so they are sorted before the gaps between them become holes.
 struct DiffWalk {
-  uint64_t begin;
-  uint64_t end;
-  std::vector<Extent> out;
-  uint64_t next;  // everything before it is in `out`
-
-  void add(uint64_t offset, uint64_t length, bool data) {
-    if (length == 0) return;
-    if (!out.empty() && out.back().data == data && out.back().offset + out.back().length == offset) {
-      out.back().length += length;
-    } else {
-      out.push_back({offset, length, data});
-    }
-  }
+  std::vector<Extent> seen;  // as reported (clipped later)
 };
 
 int diff_callback(uint64_t offset, size_t length, int exists, void* arg) {
-  auto& walk = *static_cast<DiffWalk*>(arg);
-  uint64_t b = std::max<uint64_t>(offset, walk.next);
-  uint64_t e = std::min<uint64_t>(offset + length, walk.end);
-  if (b >= e) return 0;
-  walk.add(walk.next, b - walk.next, false);
-  walk.add(b, e - b, exists != 0);
-  walk.next = e;
-  return 0;
+  try {
+    static_cast<DiffWalk*>(arg)->seen.push_back({offset, length, exists != 0});
+    return 0;
+  } catch (...) {
+    return -ENOMEM;  // on a librados thread: nothing may escape
+  }
+}
+
+// The union of the data reported (an object that exists), clipped to [begin, end), with
+// holes between: sorted first, and overlaps merged, so data is never called a hole.
+std::vector<Extent> allocation_from(std::vector<Extent> seen, uint64_t begin, uint64_t end) {
+  std::erase_if(seen, [](const Extent& e) { return !e.data; });  // not existing: a hole anyway
+  std::sort(seen.begin(), seen.end(), [](const Extent& a, const Extent& b) { return a.offset < b.offset; });
+  std::vector<Extent> out;
+  uint64_t next = begin;  // everything before it is in `out`
+  for (const Extent& e : seen) {
+    const uint64_t b = std::max(e.offset, next), en = std::min(e.offset + e.length, end);
+    if (b >= en) continue;
+    if (b > next) out.push_back({next, b - next, false});
+    if (!out.empty() && out.back().data && out.back().offset + out.back().length == b)
+      out.back().length += en - b;
+    else
+      out.push_back({b, en - b, true});
+    next = en;
+  }
+  if (next < end) out.push_back({next, end - next, false});
+  return out;
+}
+
+// librbd applies the pool's and the image's own config overrides at open, over what
+// RadosCluster set: an image whose effective settings turn a client-side cache on (the
+// in-memory cache, or the persistent write-log cache, which makes a flush durable on this
+// host's disk only) cannot keep FLUSH, FUA or an atomic write across hosts: refused.
+void refuse_client_cache(rbd_image_t image, const std::string& name) {
+  std::vector<rbd_config_option_t> options(1024);
+  int count = static_cast<int>(options.size());
+  int r = rbd_config_image_list(image, options.data(), &count);
+  if (r == -ERANGE) {
+    options.resize(static_cast<size_t>(count));
+    r = rbd_config_image_list(image, options.data(), &count);
+  }
+  if (r < 0) fail_open(name, "cannot read its effective configuration: " + why(r), -r);
+  std::string refused;
+  for (int i = 0; i < count; ++i) {
+    const std::string key = options[i].name ? options[i].name : "";
+    const std::string value = options[i].value ? options[i].value : "";
+    if ((key == "rbd_cache" && value == "true") || (key == "rbd_plugins" && value.find("pwl_cache") != std::string::npos))
+      refused += (refused.empty() ? "" : ", ") + key + "=" + value +
+                 (options[i].source == RBD_CONFIG_SOURCE_IMAGE  ? " (set on the image)"
+                  : options[i].source == RBD_CONFIG_SOURCE_POOL ? " (set on the pool)"
+                                                                : "");
+  }
+  rbd_config_image_list_cleanup(options.data(), count);
+  if (!refused.empty())
+    fail_open(name, "its effective configuration turns a librbd client cache on (" + refused +
+                        "): a write it acknowledges is not on the OSDs, so FLUSH, FUA and atomic writes "
+                        "would not hold; remove it (`rbd config image rm` / `rbd config pool rm`)",
+              EINVAL);
 }
 
 }  // namespace
@@ -108,6 +148,10 @@ std::unique_ptr<RbdImage> RbdImage::open(const Config::Backing& backing, uint32_
     fail_open(name, "no such image in pool " + pool + " (create it with `rbd create " + name +
                         " --size ...`)",
               ENOENT);
+  if (r == -EACCES || r == -EPERM)
+    fail_open(name, "cannot open: " + why(r) + ": " + cluster->client() +
+                        " (backing.ceph_id) lacks the caps for it (`ceph auth get " + cluster->client() + "`)",
+              -r);
   if (r < 0) fail_open(name, "cannot open: " + why(r), -r);
 
   if (!readonly) {
@@ -164,6 +208,18 @@ std::unique_ptr<RbdImage> RbdImage::open(const Config::Backing& backing, uint32_
   if (out->object_size_ < 4096 || (out->object_size_ & (out->object_size_ - 1)) != 0)
     fail_open(name, "its object size " + std::to_string(out->object_size_) + " is not a power of two >= 4K",
               EINVAL);
+  // Striping (stripe_count > 1) sends each stripe unit of an object-sized range to another
+  // object: then only a stripe unit is one RADOS op.
+  uint64_t stripe_unit = 0, stripe_count = 1;
+  if (rbd_get_stripe_unit(out->image_, &stripe_unit) == 0 && rbd_get_stripe_count(out->image_, &stripe_count) == 0 &&
+      stripe_count > 1) {
+    if (stripe_unit < 512 || (stripe_unit & (stripe_unit - 1)) != 0)
+      fail_open(name, "its stripe unit " + std::to_string(stripe_unit) + " is not a power of two >= 512", EINVAL);
+    out->atomic_unit_ = stripe_unit;
+  } else {
+    out->atomic_unit_ = out->object_size_;
+  }
+  if (!readonly) refuse_client_cache(out->image_, name);
   char id[128] = {};
   r = rbd_get_id(out->image_, id, sizeof id);
   if (r < 0) fail_open(name, "cannot read its id: " + why(r), -r);
@@ -222,9 +278,12 @@ void RbdImage::write(uint64_t offset, std::span<const std::byte> src) {
 }
 
 void RbdImage::write_batch(std::span<WriteRequest> writes) {
+  // Reserved up front: once a write is submitted nothing may throw (librbd reads the
+  // caller's buffers until it completes).
   std::vector<Completion> completions;
   completions.reserve(writes.size());
   std::vector<WriteRequest*> submitted;
+  submitted.reserve(writes.size());
   bool any_durable = false;
   for (auto& w : writes) {
     w.error = 0;
@@ -289,13 +348,12 @@ void RbdImage::sync() {
 
 std::vector<Extent> RbdImage::extents(uint64_t offset, uint64_t length) {
   check_range(offset, length, "block status");
-  DiffWalk walk{offset, offset + length, {}, offset};
   if (length == 0) return {};
+  DiffWalk walk;
   int r = rbd_diff_iterate2(image_, nullptr, offset, length, /*include_parent=*/1, /*whole_object=*/1,
                             diff_callback, &walk);
   if (r < 0) fail(r, "allocation query", offset, length);
-  walk.add(walk.next, walk.end - walk.next, false);
-  return std::move(walk.out);
+  return allocation_from(std::move(walk.seen), offset, offset + length);
 }
 
 uint64_t RbdImage::size_on_disk() const {

@@ -7,10 +7,12 @@
 // blocklists it). Holds the RadosCluster it was opened through.
 // Atomicity: a write inside one RADOS object (obj_size, 4 MiB by default, naturally
 // aligned) is one RADOS op, all or nothing; a write across an object boundary is two
-// independent ops. So native_atomic_unit() is the object size, and the AtomicWriter sends
+// independent ops. So native_atomic_unit() is the object size (the stripe unit of an image
+// striped over several objects), and the AtomicWriter sends
 // atomic writes that cross an object boundary through the journal, which is a RADOS
 // object in the same pool (RadosJournalFile), so any host can recover it.
-// librbd's cache is off (RadosCluster): a write that completes is on the OSDs, durable,
+// librbd's cache is off (RadosCluster; an image whose own or pool settings turn a client cache
+// on is refused at open): a write that completes is on the OSDs, durable,
 // so supports_durable_writes() holds for every write and sync() is rbd_flush.
 // Ordering: RADOS may apply two overlapping writes in flight together out of order; the
 // BlockDevice contract leaves ordering to the caller (RangeLock), and write_batch's
@@ -61,7 +63,7 @@ class RbdImage final : public Backing {
   uint64_t size_on_disk() const override;
   // Size, a hash of the image id (kept across renames), its creation time, and L.
   journal::Identity identity(uint32_t logical_block_size) const override;
-  uint64_t native_atomic_unit() const override { return object_size_; }
+  uint64_t native_atomic_unit() const override { return atomic_unit_; }
   // The RADOS object "untorn_journal.<image id>" in the image's pool.
   std::unique_ptr<JournalFile> open_journal(const Config::Journal& journal) override;
   std::unique_ptr<JournalFile> open_journal_readonly(const Config::Journal& journal) override;
@@ -86,6 +88,7 @@ class RbdImage final : public Backing {
   bool readonly_;
   uint64_t size_ = 0;
   uint64_t object_size_ = 0;
+  uint64_t atomic_unit_ = 0;  // the object size, or the stripe unit of a striped image
   std::string image_id_;
   uint64_t created_ns_ = 0;
   StorageInfo storage_;

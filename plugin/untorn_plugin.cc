@@ -129,6 +129,12 @@ int untorn_config_complete() {
 
 int untorn_get_ready() {
   try {
+    // librados starts threads when it connects, and threads do not survive the fork that
+    // nbdkit makes after get_ready (daemon mode, --run): an RBD image is opened after it.
+    if (!config->backing.rbd.empty()) {
+      nbdkit_debug("backing.rbd: the RBD image is opened after nbdkit forks");
+      return 0;
+    }
     server = std::make_unique<Server>(*config);
     return 0;
   } catch (const std::exception& e) {
@@ -139,6 +145,7 @@ int untorn_get_ready() {
 
 int untorn_after_fork() {
   try {
+    if (!server) server = std::make_unique<Server>(*config);  // backing.rbd (see get_ready)
     server->start(untorn_debug_stats != 0);
     return 0;
   } catch (const std::exception& e) {

@@ -3,7 +3,7 @@
 # first try of untorn over RBD. Debian's packages only (no cephadm, no systemd, no mgr).
 #
 # Usage:
-#   scripts/ceph_cluster.sh start DIR [--bluestore] [--image POOL/NAME --size SIZE]
+#   scripts/ceph_cluster.sh start DIR [--bluestore] [--image POOL/NAME --size SIZE] [--owner PID]
 #   scripts/ceph_cluster.sh stop DIR
 #   scripts/ceph_cluster.sh restart-osd DIR      (kill -9 the osd, start it again)
 #   scripts/ceph_cluster.sh kill-osd DIR | start-osd DIR
@@ -15,7 +15,9 @@
 # gives as backing.ceph_conf. With --image, the pool is made (and initialised for RBD)
 # and an image of SIZE created in it. start returns when a real write through librbd
 # (rbd bench) has succeeded: without a mgr, `ceph -s` says nothing useful about that.
-# stop kills every daemon started from DIR and removes DIR.
+# stop kills every daemon started from DIR and removes DIR. With --owner, a watchdog stops
+# the cluster once process PID is gone (a test killed by its timeout leaves no daemons);
+# a start that fails part way stops what it started.
 # Needs: ceph-mon ceph-osd ceph-common (scripts/deps.sh test installs them).
 set -euo pipefail
 
@@ -59,18 +61,20 @@ kill_osd() {
 
 case $cmd in
   start)
-    objectstore=memstore image="" size=1G
+    objectstore=memstore image="" size=1G owner=""
     while [ $# -gt 0 ]; do
       case $1 in
         --bluestore) objectstore=bluestore; shift ;;
         --image) image=$2; shift 2 ;;
         --size) size=$2; shift 2 ;;
+        --owner) owner=$2; shift 2 ;;
         *) die "unknown option $1" ;;
       esac
     done
     if [ -e "$dir" ] && [ -n "$(ls -A "$dir")" ]; then die "$dir is not empty"; fi
     mkdir -p "$dir"/{run,log,mon,osd}
     dir=$(cd "$dir" && pwd)
+    trap '"$0" stop "$dir"' EXIT  # a failed start stops what it started
     port=$(free_port)
     fsid=$(cat /proc/sys/kernel/random/uuid)
     cat > "$(conf)" <<EOF
@@ -133,6 +137,12 @@ EOF
         --io-size 4096 --io-total 4096 "$pool/$name"
       timeout 60 rbd --conf "$(conf)" rm "$pool/$name" >/dev/null 2>&1
       timeout 60 rbd --conf "$(conf)" create --size "$size" "$pool/$name"
+    fi
+    trap - EXIT
+    if [ -n "$owner" ]; then
+      # Polls: nothing waits on this; it only cleans up after an owner that died.
+      (while kill -0 "$owner" 2>/dev/null && [ -d "$dir" ]; do sleep 2; done
+       "$0" stop "$dir") </dev/null >/dev/null 2>&1 &
     fi
     echo "$dir/ceph.conf"
     ;;

@@ -315,6 +315,9 @@ TEST_F(KillRestartTest, NegativeControlSplitWritesTear) {
 class KillRestartRbdTest : public KillRestartTest {
  protected:
   void SetUp() override {
+#ifndef UNTORN_WITH_RBD
+    GTEST_SKIP() << "SKIPPED LOUDLY: untorn was built without RBD support (librbd-dev, librados-dev)";
+#endif
     auto& cluster = testing::Cluster::get();
     if (!cluster.up()) GTEST_SKIP() << "SKIPPED LOUDLY: no Ceph cluster: " << cluster.why_not();
     const std::string image = std::string("rbd/kill-") + ::testing::UnitTest::GetInstance()->current_test_info()->name();

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -99,7 +100,8 @@ class Cluster {
     }
     script_ = source_root() + "/scripts/ceph_cluster.sh";
     started_ = true;
-    Ran r = run(script_ + " start " + dir_.file("ceph"));
+    // --owner: if this test binary dies (a timeout, a crash), the cluster goes with it.
+    Ran r = run(script_ + " start " + dir_.file("ceph") + " --owner " + std::to_string(getpid()));
     if (r.status != 0) {
       // Installed but not startable is a failure, not a skip.
       ADD_FAILURE() << "scripts/ceph_cluster.sh start failed:\n" << r.output;

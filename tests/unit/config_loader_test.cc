@@ -328,6 +328,9 @@ TEST(ConfigLoaderTest, RbdBackingErrorsNameTheKeyAndLine) {
   EXPECT_THAT(error_of("backing:\n  rbd: rbd/d\n  direct_io: false\n"),
               HasSubstr("disk.yaml line 3: backing.direct_io: applies only to a backing file"));
   EXPECT_THAT(error_of(""), HasSubstr("or an RBD image as backing.rbd=POOL/IMAGE"));
+  EXPECT_THAT(error_of("backing:\n  rbd: rbd/d\njournal:\n  checkpoint_size: 100M\n"),
+              HasSubstr("disk.yaml line 4: journal.checkpoint_size: must be at most 64M with backing.rbd"));
+  EXPECT_EQ(error_of(kBacking + "journal:\n  checkpoint_size: 100M\n"), "");
 }
 
 TEST(ConfigLoaderTest, HelpListsEveryKey) {
