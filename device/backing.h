@@ -37,6 +37,17 @@ class Backing : public BlockDevice {
   virtual std::unique_ptr<JournalFile> open_journal_readonly(const Config::Journal& journal) = 0;
 };
 
+// What to do with storage that has `size` bytes now (a file's, an image's; `kind` is
+// "file" or "image" in messages), given backing.size and backing.resize: serve `serve`
+// bytes, after resizing to it when `resize`; `problem` (refuse to start) when not empty.
+struct SizePlan {
+  uint64_t serve = 0;
+  bool resize = false;
+  std::string problem;
+};
+SizePlan plan_backing_size(uint64_t size, const Config::Backing& backing, uint32_t logical_block_size,
+                           bool readonly, const std::string& kind);
+
 // Opens the backing the config names: backing.rbd when set, else backing.path. Throws
 // IoError with a message naming the config key to change.
 std::unique_ptr<Backing> open_backing(const Config::Backing& backing, uint32_t logical_block_size,

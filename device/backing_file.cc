@@ -102,25 +102,15 @@ std::unique_ptr<BackingFile> BackingFile::open(const Config::Backing& backing,
 
   if (fstat(fd.get(), &st) != 0) fail_open(path, std::strerror(errno), errno);
   uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (backing.size != 0 && backing.size != size) {
-    if (readonly)
-      fail_open(path, "is " + conf::format_size(size) + " but backing.size is " +
-                          conf::format_size(backing.size) + "; a read-only server does not resize it");
-    if (!backing.resize)
-      fail_open(path, "is " + conf::format_size(size) + " but backing.size is " +
-                          conf::format_size(backing.size) +
-                          "; set backing.resize=true to resize it, or leave backing.size unset "
-                          "to use the file's size");
-    if (ftruncate(fd.get(), static_cast<off_t>(backing.size)) != 0 || fsync(fd.get()) != 0)
+  const SizePlan plan = plan_backing_size(size, backing, logical_block_size, readonly, "file");
+  if (!plan.problem.empty()) fail_open(path, plan.problem);
+  if (plan.resize) {
+    if (ftruncate(fd.get(), static_cast<off_t>(plan.serve)) != 0 || fsync(fd.get()) != 0)
       fail_open(path, std::string("cannot resize: ") + std::strerror(errno), errno);
     log_info("resized backing file " + path + " from " + conf::format_size(size) + " to " +
-             conf::format_size(backing.size));
-    size = backing.size;
+             conf::format_size(plan.serve));
+    size = plan.serve;
   }
-  if (size == 0 || size % logical_block_size != 0)
-    fail_open(path, "its size " + std::to_string(size) +
-                        " is not a positive multiple of device.logical_block_size (" +
-                        std::to_string(logical_block_size) + ")");
 
   return std::make_unique<BackingFile>(OpenedBy{}, path, fd.release(), size, direct, readonly);
 }

@@ -175,28 +175,15 @@ std::unique_ptr<RbdImage> RbdImage::open(const Config::Backing& backing, uint32_
   uint64_t size = 0;
   r = rbd_get_size(image.h, &size);
   if (r < 0) fail_open(name, "cannot read its size: " + why(r), -r);
-  if (backing.size != 0 && backing.size != size) {
-    if (readonly)
-      fail_open(name, "is " + conf::format_size(size) + " but backing.size is " +
-                          conf::format_size(backing.size) + "; a read-only server does not resize it",
-                EINVAL);
-    if (!backing.resize)
-      fail_open(name, "is " + conf::format_size(size) + " but backing.size is " +
-                          conf::format_size(backing.size) +
-                          "; set backing.resize=true to resize it, or leave backing.size unset to "
-                          "use the image's size",
-                EINVAL);
-    r = rbd_resize(image.h, backing.size);
+  const SizePlan plan = plan_backing_size(size, backing, logical_block_size, readonly, "image");
+  if (!plan.problem.empty()) fail_open(name, plan.problem, EINVAL);
+  if (plan.resize) {
+    r = rbd_resize(image.h, plan.serve);
     if (r < 0) fail_open(name, "cannot resize: " + why(r), -r);
     log_info("resized RBD image " + name + " from " + conf::format_size(size) + " to " +
-             conf::format_size(backing.size));
-    size = backing.size;
+             conf::format_size(plan.serve));
+    size = plan.serve;
   }
-  if (size == 0 || size % logical_block_size != 0)
-    fail_open(name, "its size " + std::to_string(size) +
-                        " is not a positive multiple of device.logical_block_size (" +
-                        std::to_string(logical_block_size) + ")",
-              EINVAL);
 
   auto out = std::make_unique<RbdImage>(OpenedBy{}, std::move(cluster), image.h, name, readonly);
   image.h = nullptr;  // now the RbdImage's

@@ -31,13 +31,7 @@ namespace {
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
-using untorn::testing::connect_nbd;
-using untorn::testing::NbdHandle;
-using untorn::testing::NbdkitProcess;
-using untorn::testing::TempDir;
-using untorn::testing::Cluster;
-using untorn::testing::Ran;
-using untorn::testing::run;
+using namespace untorn::testing;  // NOLINT: the test support of this project
 
 constexpr uint64_t kObject = 4 << 20;  // RBD's default object size
 constexpr uint64_t kImageSize = 64 << 20;
