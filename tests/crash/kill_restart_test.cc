@@ -336,6 +336,10 @@ TEST_F(KillRestartRbdTest, AtomicWritesAcrossObjectsSurviveSigkillWhole) {
 // between the two sends tears (about one cycle in six here), so it runs until the first
 // tear, up to 40 cycles (one in a thousand runs would see none).
 TEST_F(KillRestartRbdTest, NegativeControlObjectCrossingWritesTearWithoutTheJournal) {
+  if (const char* pre = std::getenv("UNTORN_NBDKIT_PRELOAD"); pre && *pre)
+    GTEST_SKIP() << "SKIPPED LOUDLY: a kill tears only when it lands between librbd's two RADOS "
+                    "ops; under a sanitizer's slowdown too few kills land there (none in 40 "
+                    "under TSan once); the plain build runs this negative control";
   const uint64_t s = seed();
   Result r = run({"journal.mode=never", "test.unsafe_allow_journal_never=true"}, 40, s, true);
   std::printf("[ kill     ] RBD negative control: torn %llu, lost %llu (seed %llu): %s\n",
