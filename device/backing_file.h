@@ -96,9 +96,4 @@ class BackingFile final : public Backing {
   uint64_t birth_time_ns_ = 0;
 };
 
-// What the journal names this backing file by (with the device's logical block size L).
-inline journal::Identity journal_identity(const BackingFile& file, uint32_t logical_block_size) {
-  return file.identity(logical_block_size);
-}
-
 }  // namespace untorn

@@ -271,7 +271,6 @@ void RbdImage::write_batch(std::span<WriteRequest> writes) {
   completions.reserve(writes.size());
   std::vector<WriteRequest*> submitted;
   submitted.reserve(writes.size());
-  bool any_durable = false;
   for (auto& w : writes) {
     w.error = 0;
     w.message.clear();
@@ -283,7 +282,6 @@ void RbdImage::write_batch(std::span<WriteRequest> writes) {
       if (r < 0) fail(r, "write", w.offset, w.data.size());
       completions.push_back(std::move(c));
       submitted.push_back(&w);
-      any_durable |= w.durable;
     } catch (const IoError& e) {
       w.error = e.err();
       w.message = e.what();
@@ -302,19 +300,8 @@ void RbdImage::write_batch(std::span<WriteRequest> writes) {
       }
     }
   }
-  // With librbd's cache off a completed write is on the OSDs already; the flush keeps that
-  // true even if an image's own settings turned the cache on.
-  if (any_durable) {
-    int r = rbd_flush(image_);
-    if (r < 0) {
-      for (WriteRequest* w : submitted) {
-        if (w->durable && w->error == 0) {
-          w->error = EIO;
-          w->message = description_ + ": flush after a durable write failed: " + why(r);
-        }
-      }
-    }
-  }
+  // A completed write is on the OSDs (no client cache: open refuses one), so a durable
+  // write needs nothing more.
 }
 
 void RbdImage::write_zeroes(uint64_t offset, uint64_t length, ZeroOptions options) {

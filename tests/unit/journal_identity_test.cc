@@ -92,7 +92,7 @@ TEST(JournalIdentityTest, RecoveryReplaysAfterTheFilesystemComesBackOnAnotherDev
     if (!fs.ok()) GTEST_SKIP() << "SKIPPED LOUDLY: cannot attach and mount a loop device here";
     auto dev = BackingFile::open(b, 4096);
     auto journal_file = PosixJournalFile::open(b.path + ".journal");
-    first_identity = journal_identity(*dev, 4096);
+    first_identity = dev->identity(4096);
     JournalWriter journal(*journal_file, recover_journal(*dev, *journal_file, first_identity).header);
     AtomicWriterOptions o;
     o.native_atomic_unit = 4096;
@@ -116,10 +116,10 @@ TEST(JournalIdentityTest, RecoveryReplaysAfterTheFilesystemComesBackOnAnotherDev
   b.size = 0;  // use the file's size
   auto dev = BackingFile::open(b, 4096);
   auto journal_file = PosixJournalFile::open(b.path + ".journal");
-  EXPECT_EQ(journal_identity(*dev, 4096), first_identity);
+  EXPECT_EQ(dev->identity(4096), first_identity);
   RecoveryResult r;
   try {
-    r = recover_journal(*dev, *journal_file, journal_identity(*dev, 4096));
+    r = recover_journal(*dev, *journal_file, dev->identity(4096));
   } catch (const std::exception& e) {
     FAIL() << "recovery refused its own journal after the device number changed: " << e.what();
   }
