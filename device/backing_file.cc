@@ -271,7 +271,7 @@ void BackingFile::write_batch(std::span<WriteRequest> writes) {
 
 bool BackingFile::supports_atomic_write(uint64_t offset, uint64_t length) const {
   const uint64_t min = storage_.atomic_write_unit_min, max = storage_.atomic_write_unit_max;
-  return direct_io_ && max != 0 && length >= min && length <= max && (length & (length - 1)) == 0 &&
+  return direct_io_ && max != 0 && length >= min && length <= max && conf::is_power_of_two(length) &&
          offset % length == 0 && offset + length <= size_;
 }
 
@@ -380,7 +380,7 @@ uint64_t BackingFile::size_on_disk() const {
 
 uint64_t BackingFile::native_atomic_unit() const {
   const uint32_t pbs = storage_.physical_block_size;
-  return pbs >= 512 && (pbs & (pbs - 1)) == 0 ? pbs : 0;
+  return pbs >= 512 && conf::is_power_of_two(pbs) ? pbs : 0;
 }
 
 std::unique_ptr<JournalFile> BackingFile::open_journal(const Config::Journal& journal) {

@@ -29,6 +29,11 @@ class JournalFile {
   // st_ino / st_dev of the backing file are not the journal's business; this names the
   // file in messages.
   virtual const std::string& name() const = 0;
+  // How messages name it before a colon: the config key that places it and the name.
+  virtual std::string config_name() const { return "journal.path: " + name(); }
+  // What a user does to start without this journal (after deciding its records are not
+  // needed): the advice ending a refusal to replay or overwrite it.
+  virtual std::string set_aside_advice() const { return "move the journal away"; }
 };
 
 class PosixJournalFile final : public JournalFile {

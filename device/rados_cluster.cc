@@ -51,13 +51,17 @@ std::shared_ptr<RadosCluster> RadosCluster::connect(const std::string& ceph_conf
                           (r == -ENOENT ? std::string("no such pool in the cluster") : why(r)));
   log_debug("connected to the Ceph cluster as " + client + ", pool " + pool);
   try {
-    auto out = std::make_shared<RadosCluster>(MadeBy{}, cluster.h, ioctx, pool, client);
+    auto out = std::make_shared<RadosCluster>(MadeBy{}, cluster.h, ioctx, pool, client, ceph_conf);
     cluster.h = nullptr;  // now the RadosCluster's
     return out;
   } catch (...) {
     rados_ioctx_destroy(ioctx);
     throw;
   }
+}
+
+std::string RadosCluster::cli_options() const {
+  return (conf_.empty() ? std::string() : "--conf " + conf_ + " ") + "--name " + client_;
 }
 
 RadosCluster::~RadosCluster() {

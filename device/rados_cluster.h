@@ -29,19 +29,24 @@ class RadosCluster {
   const std::string& pool() const { return pool_; }
   // "client.<id>" as connected.
   const std::string& client() const { return client_; }
+  // The options that make Ceph's command-line tools (rados, rbd) talk to this cluster as
+  // this client: for advice in messages.
+  std::string cli_options() const;
 
  private:
   struct MadeBy {};
 
  public:
-  RadosCluster(MadeBy, rados_t cluster, rados_ioctx_t ioctx, std::string pool, std::string client)
-      : cluster_(cluster), ioctx_(ioctx), pool_(std::move(pool)), client_(std::move(client)) {}
+  RadosCluster(MadeBy, rados_t cluster, rados_ioctx_t ioctx, std::string pool, std::string client,
+               std::string conf)
+      : cluster_(cluster), ioctx_(ioctx), pool_(std::move(pool)), client_(std::move(client)), conf_(std::move(conf)) {}
 
  private:
   rados_t cluster_;
   rados_ioctx_t ioctx_;
   std::string pool_;
   std::string client_;
+  std::string conf_;  // backing.ceph_conf as given ("" = librados' default search)
 };
 
 }  // namespace untorn

@@ -48,6 +48,10 @@ RadosJournalFile::RadosJournalFile(OpenedBy, std::shared_ptr<RadosCluster> clust
       name_("RADOS object " + cluster_->pool() + "/" + object_),
       readonly_(readonly) {}
 
+std::string RadosJournalFile::set_aside_advice() const {
+  return "remove it with `rados " + cluster_->cli_options() + " -p " + cluster_->pool() + " rm " + object_ + "`";
+}
+
 void RadosJournalFile::fail(int ret, const char* what) const {
   throw IoError(ret == -ENOSPC || ret == -EDQUOT ? ENOSPC : EIO,
                 std::string(what) + " of journal " + name_ + ": " + std::strerror(-ret));

@@ -30,6 +30,8 @@ class RadosJournalFile final : public JournalFile {
   void truncate(uint64_t size) override;
   void sync() override {}
   const std::string& name() const override { return name_; }
+  std::string config_name() const override { return "journal (beside backing.rbd) " + name_; }
+  std::string set_aside_advice() const override;
 
  private:
   struct OpenedBy {};

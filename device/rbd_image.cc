@@ -192,7 +192,7 @@ std::unique_ptr<RbdImage> RbdImage::open(const Config::Backing& backing, uint32_
   r = rbd_stat(out->image_, &info, sizeof info);
   if (r < 0) fail_open(name, "cannot stat: " + why(r), -r);
   out->object_size_ = info.obj_size;
-  if (out->object_size_ < 4096 || (out->object_size_ & (out->object_size_ - 1)) != 0)
+  if (out->object_size_ < 4096 || !conf::is_power_of_two(out->object_size_))
     fail_open(name, "its object size " + std::to_string(out->object_size_) + " is not a power of two >= 4K",
               EINVAL);
   // Striping (stripe_count > 1) sends each stripe unit of an object-sized range to another
@@ -200,7 +200,7 @@ std::unique_ptr<RbdImage> RbdImage::open(const Config::Backing& backing, uint32_
   uint64_t stripe_unit = 0, stripe_count = 1;
   if (rbd_get_stripe_unit(out->image_, &stripe_unit) == 0 && rbd_get_stripe_count(out->image_, &stripe_count) == 0 &&
       stripe_count > 1) {
-    if (stripe_unit < 512 || (stripe_unit & (stripe_unit - 1)) != 0)
+    if (stripe_unit < 512 || !conf::is_power_of_two(stripe_unit))
       fail_open(name, "its stripe unit " + std::to_string(stripe_unit) + " is not a power of two >= 512", EINVAL);
     out->atomic_unit_ = stripe_unit;
   } else {

@@ -54,8 +54,8 @@ RecoveryResult recover_journal(BlockDevice& device, JournalFile& file,
                                       [](std::byte b) { return b == std::byte{0}; });
     const bool ours_torn = all_zero && size <= journal::kHeaderSize;
     if (!ours_torn && (got < 8 || std::memcmp(block.data(), journal::kHeaderMagic, 8) != 0))
-      throw IoError(EINVAL, "journal.path: " + file.name() +
-                                ": exists and is not an untorn journal; refusing to overwrite it");
+      throw IoError(EINVAL, file.config_name() + ": exists and is not an untorn journal; refusing to overwrite it (" +
+                                file.set_aside_advice() + " if it is not needed)");
     // New, or a header torn by a crash during reset: a reset only starts after the device
     // is durable, so nothing in such a journal is needed.
     if (size != 0) log_warning("journal " + file.name() + ": header incomplete (crash during reset); re-initialising");
@@ -70,10 +70,10 @@ RecoveryResult recover_journal(BlockDevice& device, JournalFile& file,
   bool foreign = !journal::same_backing_file(header, identity);
   while (reader.next(record)) {
     if (foreign)
-      throw IoError(EINVAL, "journal.path: " + file.name() + ": holds records for another backing file (" +
+      throw IoError(EINVAL, file.config_name() + ": holds records for another backing file (" +
                                 describe(header.identity) + "; this one has " + describe(identity) +
                                 "); refusing to replay it. If the backing file was copied or "
-                                "restored on purpose, move the journal away to start without it");
+                                "restored on purpose, " + file.set_aside_advice() + " to start without it");
     if (record.header.kind == journal::RecordKind::data)
       device.write(record.header.offset, record.data);
     else

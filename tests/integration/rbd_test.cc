@@ -86,11 +86,14 @@ class RbdTest : public ::testing::Test {
     std::ifstream in(file, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   }
-  uint64_t journal_object_size() {
+  // The RADOS object holding the image's journal.
+  std::string journal_object() {
     Ran id = run(cluster().rbd("info --format json " + image_ + " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id\"])'"));
     EXPECT_EQ(id.status, 0) << id.output;
-    std::string object = "untorn_journal." + id.output.substr(0, id.output.find('\n'));
-    Ran st = run(cluster().rados("-p rbd stat " + object));
+    return "untorn_journal." + id.output.substr(0, id.output.find('\n'));
+  }
+  uint64_t journal_object_size() {
+    Ran st = run(cluster().rados("-p rbd stat " + journal_object()));
     if (st.status != 0) return 0;
     const auto at = st.output.find("size ");
     return at == std::string::npos ? 0 : std::stoull(st.output.substr(at + 5));
@@ -376,6 +379,20 @@ TEST_F(RbdTest, StartupErrorsNameTheKeyToChange) {
     ASSERT_TRUE(WIFEXITED(status));
     EXPECT_NE(WEXITSTATUS(status), 0);
     EXPECT_THAT(p.stderr_text(), HasSubstr(c.want));
+  }
+  // A journal object that is not ours is never overwritten; the message says how to remove
+  // it (one copy-paste, with this server's conf and client).
+  const std::string garbage = dir_.file("garbage");
+  ASSERT_EQ(run("head -c 8192 /dev/urandom > " + garbage).status, 0);
+  ASSERT_EQ(run(cluster().rados("-p rbd put " + journal_object() + " " + garbage)).status, 0);
+  {
+    NbdkitProcess p(dir_.path().string(), args("untorn"));
+    p.start();
+    ASSERT_NE(p.wait_exit(), 0);
+    EXPECT_THAT(p.stderr_text(), HasSubstr("journal (beside backing.rbd) RADOS object rbd/" + journal_object() +
+                                           ": exists and is not an untorn journal; refusing to overwrite it "
+                                           "(remove it with `rados --conf " + cluster().conf() +
+                                           " --name client.untorn -p rbd rm " + journal_object() + "`"));
   }
   // An image whose own settings turn librbd's cache on would acknowledge writes not yet on
   // the OSDs.
