@@ -77,9 +77,9 @@ void AtomicWriter::journaled_zero(uint64_t offset, uint64_t length, ZeroOptions 
 void AtomicWriter::throw_if_failed() const {
   if (!failed()) return;
   std::lock_guard lk(failure_mutex_);
-  throw IoError(EIO, "the backing file's fdatasync failed earlier (" + failure_ +
+  throw IoError(EIO, failure_ +
                          "); writes and flushes fail until untorn is restarted, because the "
-                         "kernel may have dropped data it could not write (the journal keeps "
+                         "backing may have dropped data it could not write (the journal keeps "
                          "its records for recovery at the next start)");
 }
 
@@ -132,7 +132,7 @@ void AtomicWriter::sync_device() {
   } catch (...) {
     failure = "unexpected error during fdatasync";
   }
-  if (!failure.empty()) fail_for_good("backing file fdatasync", failure);
+  if (!failure.empty()) fail_for_good("the backing's fdatasync", failure);
   lk.lock();
   ++syncs_finished_;
   sync_done_.notify_all();
@@ -147,7 +147,7 @@ void AtomicWriter::sync_device() {
 void AtomicWriter::fail_for_good(const char* what, const std::string& failure) {
   {
     std::lock_guard fl(failure_mutex_);
-    if (!failed()) failure_ = failure;
+    if (!failed()) failure_ = std::string(what) + " failed earlier (" + failure;
     failed_.store(true, std::memory_order_release);
   }
   log_warning(std::string(what) + " failed: " + failure +
@@ -276,7 +276,7 @@ void AtomicWriter::write_out(std::span<BatchWrite> writes, bool durable) {
       // A durable write syncs inside the kernel, which may have reported an earlier
       // writeback error of the file to it alone (a later fdatasync would succeed):
       // treat it as a failed sync (test: AtomicWriterTest.FailedDurableWriteFencesLikeAFailedSync).
-      fail_for_good("durable (RWF_DSYNC) write of the backing file", w.message);
+      fail_for_good("a durable write of the backing", w.message);
     }
     if (!w.error) count(w.method, durable && w.method == Method::in_place);
   }

@@ -16,7 +16,9 @@
 // journaled writes in flight, fdatasync the device, reset the journal.
 // A failed device fdatasync fails the writer for good (DESIGN.md §4, "fsyncgate"): the
 // kernel may have dropped the pages it could not write while marking them clean, so no
-// later sync could vouch for them. From then on every write, zero and flush fails with
+// later sync could vouch for them. A failed durable in-place write counts as one (on RBD,
+// where every completed write is durable, that is also how a blocklisted, fenced server
+// stops for good). From then on every write, zero and flush fails with
 // EIO naming the first failure, and the journal is never reset again: its records stay
 // for recovery at the next start, which writes them in place again and syncs (tests:
 // AtomicWriterTest.FailedDeviceSyncNeverResetsTheJournal and the fault soak).
@@ -163,7 +165,7 @@ class AtomicWriter {
   uint64_t syncs_finished_ = 0;
   std::atomic<bool> failed_{false};
   mutable std::mutex failure_mutex_;
-  std::string failure_;  // the first failed sync's message
+  std::string failure_;  // what failed first, and its message
 };
 
 }  // namespace untorn

@@ -40,8 +40,10 @@ constexpr uint64_t kImageSize = 64 << 20;
 
 class RbdTest : public ::testing::Test {
  protected:
+  // The cluster this fixture's images live in.
+  virtual Cluster& cluster() const { return Cluster::get(); }
   void SetUp() override {
-    if (!Cluster::get().up()) GTEST_SKIP() << "SKIPPED LOUDLY: no Ceph cluster: " << Cluster::get().why_not();
+    if (!cluster().up()) GTEST_SKIP() << "SKIPPED LOUDLY: no Ceph cluster: " << cluster().why_not();
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     image_ = std::string("rbd/") + info->name();
     Ran r = run(cluster().rbd("create --size " + std::to_string(kImageSize >> 20) + "M " + image_));
@@ -55,7 +57,6 @@ class RbdTest : public ::testing::Test {
           << "nbdkit did not exit cleanly (status " << status << "):\n" << (*s)->stderr_text();
     }
   }
-  static Cluster& cluster() { return Cluster::get(); }
 
   std::vector<std::string> args(const std::string& client, std::vector<std::string> extra = {}) const {
     std::vector<std::string> a = {"backing.rbd=" + image_, "backing.ceph_conf=" + cluster().conf(),
@@ -91,6 +92,15 @@ class RbdTest : public ::testing::Test {
     Ran id = run(cluster().rbd("info --format json " + image_ + " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id\"])'"));
     EXPECT_EQ(id.status, 0) << id.output;
     return "untorn_journal." + id.output.substr(0, id.output.find('\n'));
+  }
+  // The address of the client watching (and so holding the lock of) the image: the one to
+  // blocklist to fence it.
+  std::string watcher_address() {
+    Ran r = run(cluster().rbd("status --format json " + image_ +
+                              " | python3 -c 'import json,sys; w=json.load(sys.stdin)[\"watchers\"]; "
+                              "assert len(w) == 1, w; print(w[0][\"address\"])'"));
+    EXPECT_EQ(r.status, 0) << r.output;
+    return r.output.substr(0, r.output.find('\n'));
   }
   uint64_t journal_object_size() {
     Ran st = run(cluster().rados("-p rbd stat " + journal_object()));
@@ -339,6 +349,69 @@ TEST_F(RbdTest, AnotherHostTakesOverAfterTheFirstDiesAndReplaysItsJournal) {
   EXPECT_EQ(difference(export_image(), model), "");
 }
 
+// A server still running but fenced: the operator blocklists its client, as one does
+// before another host takes over from a host cut off from the cluster. Whatever it can
+// no longer write fails with EIO naming the blocklist (R1), its cache stays as it was
+// (what it holds dirty still reads back), it never writes the image again, and host B
+// takes over and serves every byte A flushed.
+TEST_F(RbdTest, AFencedServerFailsWritesWithEioAndAnotherHostTakesOver) {
+  std::mt19937_64 rng(13);
+  std::vector<char> model(kImageSize, 0);
+  auto slice = [](const std::vector<char>& v, uint64_t off, size_t len) {
+    return std::vector<char>(v.begin() + static_cast<long>(off), v.begin() + static_cast<long>(off + len));
+  };
+  // No background writeback: what is not flushed stays dirty in A's cache.
+  server_ = start("hosta", {"cache.dirty_expire=1h", "cache.dirty_background_ratio=100", "cache.dirty_ratio=100"});
+  auto a = connect(*server_);
+  for (uint64_t off : {uint64_t{0}, kObject - 32768, 5 * kObject + 4096}) {
+    auto data = random_bytes(rng, 65536);
+    pwrite_ok(a.get(), data, off);
+    std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
+  }
+  ASSERT_EQ(nbd_flush(a.get(), 0), 0) << nbd_get_error();
+  const uint64_t dirty_at = 9 * kObject - 16384;  // across an object boundary
+  auto dirty = random_bytes(rng, 65536);
+  pwrite_ok(a.get(), dirty, dirty_at);
+
+  const std::string address = watcher_address();
+  ASSERT_FALSE(address.empty());
+  Ran fenced = run(cluster().ceph("osd blocklist add " + address));
+  ASSERT_EQ(fenced.status, 0) << fenced.output;
+
+  auto fua = random_bytes(rng, 4096);
+  EXPECT_EQ(nbd_pwrite(a.get(), fua.data(), fua.size(), 12 * kObject, LIBNBD_CMD_FLAG_FUA), -1) << "FUA write of a fenced server";
+  EXPECT_EQ(nbd_get_errno(), EIO) << nbd_get_error();
+  EXPECT_EQ(nbd_flush(a.get(), 0), -1) << "flush of a fenced server";
+  EXPECT_EQ(nbd_get_errno(), EIO) << nbd_get_error();
+  EXPECT_EQ(pread_ok(a.get(), dirty.size(), dirty_at), dirty) << "the dirty write was dropped from A's cache";
+  EXPECT_EQ(pread_ok(a.get(), 65536, kObject - 32768), slice(model, kObject - 32768, 65536));
+  EXPECT_THAT(server_->stderr_text(), HasSubstr("this client is blocklisted by the cluster (fenced: another host "
+                                                "may have taken the image over)"));
+
+  second_ = start("hostb");
+  auto b = connect(*second_);
+  std::vector<char> seen = pread_ok(b.get(), kImageSize, 0);
+  // A never wrote the dirty write back; were it there, it would have to be whole.
+  const auto there = slice(seen, dirty_at, dirty.size());
+  EXPECT_TRUE(there == dirty || there == slice(model, dirty_at, dirty.size())) << "the unflushed write is torn";
+  if (there == dirty) std::copy(dirty.begin(), dirty.end(), model.begin() + static_cast<long>(dirty_at));
+  EXPECT_EQ(difference(seen, model), "") << "host B does not serve what A flushed";
+
+  // A, still running, never writes the image again.
+  auto late = random_bytes(rng, 65536);
+  EXPECT_EQ(nbd_pwrite(a.get(), late.data(), late.size(), kObject - 32768, LIBNBD_CMD_FLAG_FUA), -1);
+  EXPECT_EQ(nbd_get_errno(), EIO) << nbd_get_error();
+  EXPECT_EQ(nbd_flush(a.get(), 0), -1);
+  a.reset();
+  const int status = server_->stop();
+  EXPECT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_THAT(server_->stderr_text(), HasSubstr("shutdown: could not write everything back"));
+  EXPECT_EQ(difference(pread_ok(b.get(), kImageSize, 0), model), "");
+  b.reset();
+  ASSERT_EQ(second_->stop(), 0) << second_->stderr_text();
+  EXPECT_EQ(difference(export_image(), model), "");
+}
+
 TEST_F(RbdTest, ReadOnlyServesWithoutTheLock) {
   std::vector<char> data(65536, 'r');
   server_ = start("writer");
@@ -414,6 +487,100 @@ TEST_F(RbdTest, StartupErrorsNameTheKeyToChange) {
   ASSERT_NE(p.wait_exit(), 0);
   EXPECT_THAT(p.stderr_text(), HasSubstr("has no exclusive-lock feature, so nothing stops a second server "
                                          "writing it; enable it with `rbd feature enable rbd/bare exclusive-lock`"));
+}
+
+
+// On a BlueStore cluster, whose osd survives a SIGKILL with what it acknowledged.
+class RbdOsdRestartTest : public RbdTest {
+ protected:
+  Cluster& cluster() const override { return Cluster::bluestore(); }
+};
+
+// Waits for command `cookie` on `h`; returns 0, or the errno it failed with.
+int wait_for(nbd_handle* h, int64_t cookie) {
+  for (;;) {
+    const int done = nbd_aio_command_completed(h, cookie);
+    if (done == 1) return 0;
+    if (done == -1) return nbd_get_errno() ? nbd_get_errno() : EIO;
+    if (nbd_poll(h, -1) == -1) return nbd_get_errno() ? nbd_get_errno() : EIO;
+  }
+}
+
+// The only osd is killed mid-run and started again: requests that need it (a FUA write,
+// a flush, a write across an object, which goes through the journal) wait, are not
+// acknowledged while it is down, and complete once it is back; a request the cache can
+// serve alone (a read of cached data) is answered meanwhile; nothing acknowledged is lost,
+// through untorn and in RBD itself.
+TEST_F(RbdOsdRestartTest, WritesWaitForAKilledOsdAndContinueWithNothingLost) {
+  std::mt19937_64 rng(17);
+  std::vector<char> model(kImageSize, 0);
+  server_ = start("untorn");
+  auto h = connect(*server_);
+  auto write_model = [&](uint64_t off, const std::vector<char>& data) {
+    std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
+  };
+  for (int i = 0; i < 64; ++i) {
+    const uint64_t off = (rng() % (kImageSize / 4096 - 16)) * 4096;
+    auto data = random_bytes(rng, 4096 * (1 + rng() % 16));
+    pwrite_ok(h.get(), data, off, i % 4 == 0 ? LIBNBD_CMD_FLAG_FUA : 0);
+    write_model(off, data);
+  }
+  ASSERT_EQ(nbd_flush(h.get(), 0), 0) << nbd_get_error();
+  const uint64_t cached_at = 2 * kObject;  // read into the cache before the osd dies
+  auto cached = pread_ok(h.get(), 65536, cached_at);
+
+  Ran killed = cluster().kill_osd();
+  ASSERT_EQ(killed.status, 0) << killed.output;
+  struct Pending {
+    uint64_t offset;
+    std::vector<char> data;
+    int64_t cookie;
+    const char* what;
+    bool fua;
+  };
+  std::vector<Pending> pending;
+  auto submit = [&](uint64_t off, size_t len, uint32_t flags, const char* what) {
+    Pending p{off, random_bytes(rng, len), -1, what, (flags & LIBNBD_CMD_FLAG_FUA) != 0};
+    p.cookie = nbd_aio_pwrite(h.get(), p.data.data(), p.data.size(), off, NBD_NULL_COMPLETION, flags);
+    ASSERT_NE(p.cookie, -1) << nbd_get_error();
+    pending.push_back(std::move(p));
+  };
+  submit(3 * kObject + 8192, 4096, LIBNBD_CMD_FLAG_FUA, "a FUA write");
+  submit(6 * kObject - 8192, 65536, 0, "a write across an object boundary (journaled)");
+  submit(9 * kObject - 4096, 65536, LIBNBD_CMD_FLAG_FUA, "a FUA write across an object boundary");
+  const int64_t flush = nbd_aio_flush(h.get(), NBD_NULL_COMPLETION, 0);
+  ASSERT_NE(flush, -1) << nbd_get_error();
+  // Sent after them and answered from the cache: once its reply is in, the server has had
+  // them all in hand while the osd was down.
+  std::vector<char> reread(65536);
+  const int64_t read = nbd_aio_pread(h.get(), reread.data(), reread.size(), cached_at, NBD_NULL_COMPLETION, 0);
+  ASSERT_NE(read, -1) << nbd_get_error();
+  ASSERT_EQ(wait_for(h.get(), read), 0) << "a cached read while the osd is down";
+  EXPECT_EQ(reread, cached);
+  for (const auto& p : pending)
+    if (p.fua) {
+      EXPECT_EQ(nbd_aio_command_completed(h.get(), p.cookie), 0) << p.what << " acknowledged with the osd down";
+    }
+  EXPECT_EQ(nbd_aio_command_completed(h.get(), flush), 0) << "a flush acknowledged with the osd down";
+
+  Ran started = cluster().start_osd();
+  ASSERT_EQ(started.status, 0) << started.output;
+  for (const auto& p : pending) {
+    EXPECT_EQ(wait_for(h.get(), p.cookie), 0) << p.what << " failed after the osd came back";
+    write_model(p.offset, p.data);
+  }
+  EXPECT_EQ(wait_for(h.get(), flush), 0) << "the flush failed after the osd came back";
+  for (int i = 0; i < 32; ++i) {
+    const uint64_t off = (rng() % (kImageSize / 4096 - 16)) * 4096;
+    auto data = random_bytes(rng, 4096 * (1 + rng() % 16));
+    pwrite_ok(h.get(), data, off);
+    write_model(off, data);
+  }
+  ASSERT_EQ(nbd_flush(h.get(), 0), 0) << nbd_get_error();
+  EXPECT_EQ(difference(pread_ok(h.get(), kImageSize, 0), model), "");
+  h.reset();
+  server_->kill_hard();
+  EXPECT_EQ(difference(export_image(), model), "") << "RBD does not hold what was flushed";
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // tests/support/ceph_test_cluster.h — a throwaway Ceph cluster for one test binary.
 //
-// Owns: a one-mon, one-osd memstore cluster (scripts/ceph_cluster.sh) in a temp dir with
-// an "rbd" pool, started at the first get() (so a binary whose RBD tests do not run starts
-// none) and stopped by CephEnvironment's TearDown or at exit. up() is false, with why_not(), where the Ceph tools are missing
+// Owns: a one-mon, one-osd cluster (scripts/ceph_cluster.sh) in a temp dir with an "rbd"
+// pool, memstore (get()) or BlueStore (bluestore(): for tests that kill the osd, which
+// memstore does not survive), each started at its first call (so a binary whose RBD tests
+// do not run starts none) and stopped by CephEnvironment's TearDown or at exit. up() is false, with why_not(), where the Ceph tools are missing
 // (a skip) or the cluster did not start (also a test failure). Environment:
 // UNTORN_SOURCE_ROOT (where scripts/ lives, set by meson).
 #pragma once
@@ -62,18 +63,22 @@ class Cluster {
   struct Key {};
 
  public:
-  static Cluster& get() {
-    if (!slot()) slot() = std::make_unique<Cluster>(Key{});
-    return *slot();
-  }
+  static Cluster& get() { return started(slot(false), false); }
+  static Cluster& bluestore() { return started(slot(true), true); }
   static void stop_if_started() {
-    if (slot()) slot()->stop();
+    for (bool b : {false, true})
+      if (slot(b)) slot(b)->stop();
   }
   bool up() const { return up_; }
   const std::string& why_not() const { return why_not_; }
   const std::string& conf() const { return conf_; }
   std::string rbd(const std::string& args) const { return "timeout 60 rbd --conf " + conf_ + " " + args; }
   std::string rados(const std::string& args) const { return "timeout 60 rados --conf " + conf_ + " " + args; }
+  std::string ceph(const std::string& args) const { return "timeout 60 ceph --conf " + conf_ + " " + args; }
+  // The osd, killed with SIGKILL (its acknowledged writes are in BlueStore), and started
+  // again; each returns the script's outcome.
+  Ran kill_osd() const { return run(script_ + " kill-osd " + dir_.file("ceph")); }
+  Ran start_osd() const { return run(script_ + " start-osd " + dir_.file("ceph")); }
   void stop() {
     if (!started_) return;
     run(script_ + " stop " + dir_.file("ceph"));
@@ -84,13 +89,17 @@ class Cluster {
   Cluster& operator=(const Cluster&) = delete;
 
  private:
-  static std::unique_ptr<Cluster>& slot() {
-    static std::unique_ptr<Cluster> cluster;
-    return cluster;
+  static std::unique_ptr<Cluster>& slot(bool bluestore) {
+    static std::unique_ptr<Cluster> clusters[2];
+    return clusters[bluestore];
+  }
+  static Cluster& started(std::unique_ptr<Cluster>& slot, bool bluestore) {
+    if (!slot) slot = std::make_unique<Cluster>(Key{}, bluestore);
+    return *slot;
   }
 
  public:
-  explicit Cluster(Key) {
+  Cluster(Key, bool bluestore) {
     use_tsan_options_for_ceph();
     for (const char* tool : {"ceph-mon", "ceph-osd", "rbd", "rados"}) {
       if (run(std::string("command -v ") + tool).status != 0) {
@@ -101,7 +110,8 @@ class Cluster {
     script_ = source_root() + "/scripts/ceph_cluster.sh";
     started_ = true;
     // --owner: if this test binary dies (a timeout, a crash), the cluster goes with it.
-    Ran r = run(script_ + " start " + dir_.file("ceph") + " --owner " + std::to_string(getpid()));
+    Ran r = run(script_ + " start " + dir_.file("ceph") + (bluestore ? " --bluestore" : "") + " --owner " +
+                std::to_string(getpid()));
     if (r.status != 0) {
       // Installed but not startable is a failure, not a skip.
       ADD_FAILURE() << "scripts/ceph_cluster.sh start failed:\n" << r.output;
