@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # vm-images/setup-host.sh — QEMU 10 (bookworm-backports) and the guest-build tools; with
-# --qemu-utils also qemu-img and qemu-storage-daemon from the same backports (benchmarks).
+# --qemu-utils also qemu-img and qemu-storage-daemon from the same backports (benchmarks);
+# with --qemu-rbd also their rbd block driver (qemu-block-extra, the same backports
+# version: QEMU refuses a module of another build).
 # apt's system configuration is not touched: backports come through a private source
 # list in the cache. Idempotent: does nothing when QEMU >= 10 is already installed.
 source "$(dirname "$0")/lib.sh"
@@ -20,7 +22,26 @@ bpo_install() {
     -t bookworm-backports "$1"
 }
 bpo_install qemu-system-x86 qemu-system-x86_64 "QEMU"
-[ "${1:-}" = --qemu-utils ] && bpo_install qemu-utils qemu-img "qemu-utils (qemu-img, qemu-storage-daemon)"
+for opt in "$@"; do
+  case $opt in
+    --qemu-utils) bpo_install qemu-utils qemu-img "qemu-utils (qemu-img, qemu-storage-daemon)" ;;
+    --qemu-rbd)
+      bpo_install qemu-utils qemu-img "qemu-utils (qemu-img, qemu-storage-daemon)"
+      want=$(dpkg-query -W -f='${Version}' qemu-utils)
+      if [ "$(dpkg-query -W -f='${Version}' qemu-block-extra 2>/dev/null || true)" = "$want" ]; then
+        vm_say "qemu-block-extra $want already installed"
+      else
+        vm_say "installing qemu-block-extra $want (QEMU's rbd driver) from bookworm-backports"
+        opts=$(vm_apt_opts bpo bookworm bookworm-updates bookworm-backports)
+        # shellcheck disable=SC2086
+        "${sudo[@]}" apt-get $opts update -q
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get $opts install -y -q --no-install-recommends \
+          "qemu-block-extra=$want"
+      fi ;;
+    *) echo "setup-host.sh: unknown option $opt" >&2; exit 2 ;;
+  esac
+done
 need=()
 for p in cpio xz-utils gcc libc6-dev binutils python3; do
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || need+=("$p")
