@@ -53,6 +53,7 @@ struct Scenario {
   uint64_t cache_size = 0;  // 0: DirectPath; else the folio cache of this size
   CacheMode cache_mode = CacheMode::writeback;
   bool durable_writes = false;  // the device offers durable (RWF_DSYNC) writes
+  bool rados_journal = false;   // the journal is a RADOS object (RadosJournalFile's semantics)
 };
 
 struct Op {
@@ -79,6 +80,7 @@ Recording record_workload(const Scenario& s, uint64_t seed) {
   MemoryDevice device(std::vector<std::byte>(s.device_size), &rec.recorder, s.rwf_atomic_max);
   device.set_durable_writes(s.durable_writes);
   MemoryJournalFile journal_file({}, &rec.recorder);
+  if (s.rados_journal) journal_file.use_rados_semantics();
   auto recovered = recover_journal(device, journal_file, identity_for(s));
   JournalWriter journal(journal_file, recovered.header);
   AtomicWriterOptions options;
@@ -456,7 +458,17 @@ INSTANTIATE_TEST_SUITE_P(
         // Writethrough on storage with durable writes: its replies rest on RWF_DSYNC
         // writes instead of a device fdatasync (D3; D2 for FUA the same way).
         Scenario{"writethrough_dsync_L4K_A64K_native4K", 4096, 65536, 4096, 0, 512 * 1024, 260, false,
-                 256 * 1024, CacheMode::writethrough, true}),
+                 256 * 1024, CacheMode::writethrough, true},
+        // Ceph RBD (RbdImage): an image of 64K objects, so the device's native unit is the
+        // object (a write inside one is one RADOS op; one across a boundary is two, torn
+        // apart by a crash), completed writes durable (no client cache; modelled only for
+        // the writes untorn asks to be durable, the rest stay volatile until a sync: more
+        // states, not fewer), and the journal a RADOS object whose every write is one op,
+        // durable at return, with no sync to call. Writeback and writethrough.
+        Scenario{"rbd_objects64K_L4K_A64K", 4096, 65536, 65536, 0, 512 * 1024, 260, false, 256 * 1024,
+                 CacheMode::writeback, true, true},
+        Scenario{"rbd_writethrough_objects64K_L4K_A64K", 4096, 65536, 65536, 0, 512 * 1024, 260, false,
+                 256 * 1024, CacheMode::writethrough, true, true}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Negative control: the same workload and checker with the journal bypassed must find torn
@@ -468,6 +480,18 @@ TEST(CrashEnumerationNegativeControl, BypassingTheJournalTearsWrites) {
   report(s, r);
   set_log_sink(previous);
   EXPECT_GT(r.violations.torn_writes, 0u) << "the checker did not notice writes torn on purpose";
+}
+
+// The same over RBD's semantics: without the journal, writes across an object boundary
+// tear at it.
+TEST(CrashEnumerationNegativeControl, RbdObjectsWithoutTheJournalTearAtObjectBoundaries) {
+  LogSink previous = set_log_sink([](LogLevel, std::string_view) {});
+  Scenario s{"rbd_bypass", 4096, 65536, 65536, 0, 512 * 1024, 260, true, 256 * 1024,
+             CacheMode::writeback, true, true};
+  EnumerationResult r = enumerate(s, seed_for(s.name), std::min<uint64_t>(4000, target_states()), 20);
+  report(s, r);
+  set_log_sink(previous);
+  EXPECT_GT(r.violations.torn_writes, 0u) << "the checker did not notice writes torn at object boundaries";
 }
 
 }  // namespace

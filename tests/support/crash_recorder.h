@@ -67,8 +67,10 @@ class CrashRecorder {
 // Builds crash states from a recording, for cut points in increasing order. A state is
 // each file's events up to its last sync before the cut (kept as durable images that
 // advance with the cut), plus every later event applied, dropped or torn (a random subset
-// of its pieces: `device_tear` bytes on the device, 512-byte sectors in the journal;
-// RWF_ATOMIC writes are never torn), except durable writes whose `settled` marker lies
+// of its pieces, split where the storage splits them, at multiples of `device_tear` bytes
+// on the device and of 512-byte sectors in the journal, counted from the file's start:
+// a 4K write at 62K on storage of 64K units tears at 64K; RWF_ATOMIC writes and the
+// writes of a RADOS journal are never torn), except durable writes whose `settled` marker lies
 // before the cut: those are applied in every state, in log order. Holds a reference to
 // the recorder's log.
 class CrashStateBuilder {
@@ -148,10 +150,10 @@ class CrashStateBuilder {
       return;
     }
     if (f.size() < e.offset + e.length) f.resize(e.offset + e.length, std::byte{0});
-    const uint64_t unit = e.kind == Event::Kind::atomic_write ? e.length : tear_[e.file];
-    for (uint64_t off = 0; off < e.length; off += unit) {
+    for (uint64_t off = 0, n = 0; off < e.length; off += n) {
+      const uint64_t unit = tear_[e.file];
+      n = e.kind == Event::Kind::atomic_write ? e.length : std::min(unit - (e.offset + off) % unit, e.length - off);
       if (fate == Fate::torn && (*rng)() % 2) continue;
-      const uint64_t n = std::min(unit, e.length - off);
       if (e.kind == Event::Kind::zero) std::memset(f.data() + e.offset + off, 0, n);
       else std::memcpy(f.data() + e.offset + off, e.data.data() + off, n);
     }
@@ -247,11 +249,15 @@ class MemoryDevice final : public BlockDevice {
   bool honour_durable_ = true;
 };
 
-// A JournalFile over a byte vector. With a recorder, logs what it does.
+// A JournalFile over a byte vector. With a recorder, logs what it does: as a POSIX file
+// (writes volatile and tearable at 512-byte sectors until a sync), or, after
+// use_rados_semantics(), as RadosJournalFile's RADOS object: every write (a write_gather
+// whole) is one op, never torn, durable when it returns, and sync() does nothing.
 class MemoryJournalFile final : public JournalFile {
  public:
   explicit MemoryJournalFile(std::vector<std::byte> contents = {}, CrashRecorder* recorder = nullptr)
       : data_(std::move(contents)), recorder_(recorder) {}
+  void use_rados_semantics() { rados_ = true; }
 
   uint64_t size() override { return data_.size(); }
   size_t read(uint64_t offset, std::span<std::byte> dst) override {
@@ -263,22 +269,34 @@ class MemoryJournalFile final : public JournalFile {
   void write(uint64_t offset, std::span<const std::byte> src) override {
     if (data_.size() < offset + src.size()) data_.resize(offset + src.size(), std::byte{0});
     std::memcpy(data_.data() + offset, src.data(), src.size());
-    if (recorder_)
-      recorder_->append({Event::Kind::write, 1, offset, src.size(), {src.begin(), src.end()}});
+    record({rados_ ? Event::Kind::atomic_write : Event::Kind::write, 1, offset, src.size(), {src.begin(), src.end()}});
+  }
+  void write_gather(uint64_t offset, std::span<const std::span<const std::byte>> pieces) override {
+    if (!rados_) return JournalFile::write_gather(offset, pieces);
+    std::vector<std::byte> joined;
+    for (auto piece : pieces) joined.insert(joined.end(), piece.begin(), piece.end());
+    write(offset, joined);
   }
   void truncate(uint64_t size) override {
     data_.resize(size, std::byte{0});
-    if (recorder_) recorder_->append({Event::Kind::truncate, 1, size, 0, {}});
+    record({Event::Kind::truncate, 1, size, 0, {}});
   }
   void sync() override {
-    if (recorder_) recorder_->append({Event::Kind::sync, 1, 0, 0, {}});
+    if (recorder_ && !rados_) recorder_->append({Event::Kind::sync, 1, 0, 0, {}});
   }
   const std::string& name() const override { return name_; }
   const std::vector<std::byte>& contents() const { return data_; }
 
  private:
+  void record(Event e) {
+    if (!recorder_) return;
+    const size_t index = recorder_->append(std::move(e));
+    if (rados_) recorder_->append_settled(1, index);
+  }
+
   std::vector<std::byte> data_;
   CrashRecorder* recorder_;
+  bool rados_ = false;
   std::string name_ = "memory-journal";
 };
 
