@@ -73,6 +73,7 @@ struct Config {
   struct Test {
     bool unsafe_allow_journal_never = false;  // accept journal.mode=never where it tears
     uint64_t unsafe_split_writes = 0;         // write in place in pieces of this size
+    uint64_t kill_after_journal_commits = 0;  // SIGKILL itself after this many commits
   } test;
 };
 

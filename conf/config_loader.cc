@@ -219,6 +219,13 @@ const std::vector<KeySpec>& key_specs() {
          c.test.unsafe_split_writes = want_size(t);
        },
        [](const Config& c) { return std::to_string(c.test.unsafe_split_writes); }},
+      {"test.kill_after_journal_commits",
+       "TEST ONLY: the server kills itself (SIGKILL) after this many journal commits, before "
+       "the committed writes go in place (0: never)",
+       [](Config& c, const std::string& t, const fs::path&) {
+         c.test.kill_after_journal_commits = want_uint(t, UINT64_MAX);
+       },
+       [](const Config& c) { return std::to_string(c.test.kill_after_journal_commits); }},
   };
   return specs;
 }

@@ -1,6 +1,7 @@
 #include "device/atomic_writer.h"
 
 #include <algorithm>
+#include <csignal>
 
 #include "util/io_error.h"
 #include "util/log.h"
@@ -70,8 +71,17 @@ void AtomicWriter::journaled_zero(uint64_t offset, uint64_t length, ZeroOptions 
   JournalGate gate(*this);
   mark_journaled(offset, length);
   journal_->commit(journal::RecordKind::zero, offset, static_cast<uint32_t>(length), {});
+  after_journal_commit();
   // The record is durable: a crash from here on is repaired by replay.
   device_.write_zeroes(offset, length, zero_options);
+}
+
+void AtomicWriter::after_journal_commit() {
+  if (options_.kill_after_journal_commits == 0) return;
+  if (test_commits_.fetch_add(1) + 1 < options_.kill_after_journal_commits) return;
+  log_warning("test.kill_after_journal_commits: killing the server after a journal commit, before "
+              "its writes go in place");
+  std::raise(SIGKILL);
 }
 
 void AtomicWriter::throw_if_failed() const {
@@ -223,6 +233,7 @@ void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {
     for (const BatchWrite* w : journaled_writes) mark_journaled(w->offset, w->data.size());
     try {
       journal_->commit_batch(records);
+      after_journal_commit();
     } catch (const IoError& e) {
       for (BatchWrite* w : journaled_writes) {
         w->error = e.err();

@@ -49,6 +49,10 @@ struct AtomicWriterOptions {
   // Test-only negative controls (never set by a user config; see README "Testing"):
   bool unsafe_bypass_journal = false;   // act as if every write were safe in place
   uint32_t unsafe_split_writes = 0;     // issue in-place writes in pieces of this size, one after another
+  // Test-only crash point: after this many journal commits (records durable), the process
+  // SIGKILLs itself before writing them in place: recovery of journal-only records on
+  // real storage (0: never).
+  uint64_t kill_after_journal_commits = 0;
 };
 
 class AtomicWriter {
@@ -141,6 +145,8 @@ class AtomicWriter {
   // Fences the writer (see the top) and logs that `what` failed: every later write, zero
   // and flush fails with EIO naming the first `failure`.
   void fail_for_good(const char* what, const std::string& failure);
+  // options_.kill_after_journal_commits: counts a commit whose records are durable.
+  void after_journal_commit();
 
   BlockDevice& device_;
   JournalWriter* journal_;
@@ -164,6 +170,7 @@ class AtomicWriter {
   uint64_t syncs_started_ = 0;
   uint64_t syncs_finished_ = 0;
   std::atomic<bool> failed_{false};
+  std::atomic<uint64_t> test_commits_{0};  // for options_.kill_after_journal_commits
   mutable std::mutex failure_mutex_;
   std::string failure_;  // what failed first, and its message
 };

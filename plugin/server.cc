@@ -41,6 +41,10 @@ Server::Server(Config config)
   options.unsafe_split_writes = static_cast<uint32_t>(config_.test.unsafe_split_writes);
   if (options.unsafe_split_writes)
     log_warning("test.unsafe_split_writes is set: writes are split and CAN TEAR (test only)");
+  options.kill_after_journal_commits = config_.test.kill_after_journal_commits;
+  if (options.kill_after_journal_commits)
+    log_warning("test.kill_after_journal_commits is set: the server kills itself after " +
+                std::to_string(options.kill_after_journal_commits) + " journal commit(s) (test only)");
   // The extent map starts empty, after recovery: what replay wrote is probed when asked.
   ExtentMap::Options map_options;
   map_options.max_bytes = extent_map_bytes(config_.cache.size);

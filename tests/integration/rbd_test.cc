@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -408,6 +409,41 @@ TEST_F(RbdTest, AFencedServerFailsWritesWithEioAndAnotherHostTakesOver) {
   EXPECT_THAT(server_->stderr_text(), HasSubstr("shutdown: could not write everything back"));
   EXPECT_EQ(difference(pread_ok(b.get(), kImageSize, 0), model), "");
   b.reset();
+  ASSERT_EQ(second_->stop(), 0) << second_->stderr_text();
+  EXPECT_EQ(difference(export_image(), model), "");
+}
+
+// Killed between a journal commit and the write in place (test.kill_after_journal_commits:
+// the server SIGKILLs itself once the third record is durable in RADOS): the image holds
+// the first two FUA writes and not the third, whose only copy is its journal record;
+// host B replays it from RADOS, whole.
+TEST_F(RbdTest, AHostKilledBetweenJournalCommitAndHomeWriteIsRepairedByTheNext) {
+  std::mt19937_64 rng(19);
+  std::vector<char> model(kImageSize, 0);
+  server_ = start("hosta", {"test.kill_after_journal_commits=3", "cache.dirty_expire=1h"});
+  auto h = connect(*server_);
+  std::vector<std::pair<uint64_t, std::vector<char>>> writes;
+  for (uint64_t boundary : {kObject, 4 * kObject, 11 * kObject})
+    writes.emplace_back(boundary - 8192, random_bytes(rng, 65536));  // across an object boundary
+  for (int i = 0; i < 2; ++i) {
+    pwrite_ok(h.get(), writes[i].second, writes[i].first, LIBNBD_CMD_FLAG_FUA);
+    std::copy(writes[i].second.begin(), writes[i].second.end(), model.begin() + static_cast<long>(writes[i].first));
+  }
+  const auto& last = writes[2];
+  EXPECT_EQ(nbd_pwrite(h.get(), last.second.data(), last.second.size(), last.first, LIBNBD_CMD_FLAG_FUA), -1)
+      << "the server should have died before replying";
+  h.reset();
+  const int status = server_->wait_exit();
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status << "\n" << server_->stderr_text();
+  EXPECT_EQ(difference(export_image(), model), "") << "the image should hold the first two writes only";
+
+  second_ = start("hostb");
+  {
+    auto b = connect(*second_);
+    std::copy(last.second.begin(), last.second.end(), model.begin() + static_cast<long>(last.first));
+    EXPECT_EQ(difference(pread_ok(b.get(), kImageSize, 0), model), "") << "the committed write was not replayed whole";
+  }
+  EXPECT_THAT(second_->stderr_text(), HasSubstr("replayed 3 record(s), 196608 bytes"));
   ASSERT_EQ(second_->stop(), 0) << second_->stderr_text();
   EXPECT_EQ(difference(export_image(), model), "");
 }

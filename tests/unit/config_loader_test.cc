@@ -260,7 +260,7 @@ TEST(ConfigLoaderTest, EffectiveValuesCoverEveryKeyAndLoadBack) {
     EXPECT_TRUE(ConfigLoader::is_known_key(k)) << k;
     again.add_override(k, v);
   }
-  EXPECT_EQ(values.size(), 25u);
+  EXPECT_EQ(values.size(), 26u);
   Config back = again.load();
   EXPECT_EQ(back.device.atomic_write_unit_max, 131072u);
   EXPECT_EQ(back.cache.dirty_expire, std::chrono::seconds(2));
