@@ -140,9 +140,20 @@ EOF
     fi
     trap - EXIT
     if [ -n "$owner" ]; then
-      # Polls: nothing waits on this; it only cleans up after an owner that died.
-      (while kill -0 "$owner" 2>/dev/null && [ -d "$dir" ]; do sleep 2; done
-       "$0" stop "$dir") </dev/null >/dev/null 2>&1 &
+      # Polls: nothing waits on this; it only cleans up after an owner that died. It keeps
+      # the daemons' pids itself: an owner that removed DIR took the pid files with it
+      # (a daemon of this cluster is known by DIR/ceph.conf on its command line).
+      (pids=""
+       while kill -0 "$owner" 2>/dev/null && [ -d "$dir" ]; do
+         pids=$(cat "$dir"/run/*.pid 2>/dev/null | tr '\n' ' ' || true)
+         sleep 2
+       done
+       "$0" stop "$dir"
+       for pid in $pids; do
+         if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir/ceph.conf"; then
+           kill -9 "$pid" 2>/dev/null || true
+         fi
+       done) </dev/null >/dev/null 2>&1 &
     fi
     echo "$dir/ceph.conf"
     ;;

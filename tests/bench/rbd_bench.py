@@ -104,12 +104,16 @@ class Cluster:
             raise RuntimeError(f"scripts/ceph_cluster.sh start failed:\n{r.stderr[-3000:]}")
         self.conf = os.path.join(self.dir, "ceph.conf")
         os.environ["CEPH_CONF"] = self.conf  # fio's rbd engine reads its ceph.conf from there
-        self.rbd(["create", "--size", f"{IMAGE_SIZE // MiB}M", "--object-size", "64K", "rbd/bench64k"])
-        # Every target reads data, not holes: both images written once, sequentially.
-        for image in ("rbd/bench", "rbd/bench64k"):
-            say(f"filling {image} ...")
-            fio_json(self.fio_rbd(image, "fill") + ["--rw=write", "--bs=4M", "--iodepth=8",
-                                                    f"--size={IMAGE_SIZE}", "--output-format=json"])
+        try:
+            self.rbd(["create", "--size", f"{IMAGE_SIZE // MiB}M", "--object-size", "64K", "rbd/bench64k"])
+            # Every target reads data, not holes: both images written once, sequentially.
+            for image in ("rbd/bench", "rbd/bench64k"):
+                say(f"filling {image} ...")
+                fio_json(self.fio_rbd(image, "fill") + ["--rw=write", "--bs=4M", "--iodepth=8",
+                                                        f"--size={IMAGE_SIZE}", "--output-format=json"])
+        except BaseException:
+            self.stop()
+            raise
 
     def rbd(self, args):
         r = subprocess.run(["timeout", "120", "rbd", "--conf", self.conf] + args, capture_output=True, text=True)
