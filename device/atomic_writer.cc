@@ -189,13 +189,17 @@ AtomicWriter::Method AtomicWriter::write(uint64_t offset, std::span<const std::b
 
 void AtomicWriter::add_in_place(std::vector<WriteRequest>& out, uint64_t offset,
                                 std::span<const std::byte> data, bool durable) const {
-  const size_t piece = options_.unsafe_split_writes;
-  if (piece == 0 || data.size() <= piece) {
+  // Test only: split at multiples of the piece size counted from the device's start, as
+  // storage of that unit splits a write (RBD at its object boundaries).
+  const uint64_t piece = options_.unsafe_split_writes;
+  if (piece == 0 || data.empty() || offset / piece == (offset + data.size() - 1) / piece) {
     out.push_back({offset, data, 0, {}, durable});
     return;
   }
-  for (size_t done = 0; done < data.size(); done += piece)
-    out.push_back({offset + done, data.subspan(done, std::min(piece, data.size() - done)), 0, {}, durable});
+  for (size_t done = 0, n = 0; done < data.size(); done += n) {
+    n = static_cast<size_t>(std::min<uint64_t>(piece - (offset + done) % piece, data.size() - done));
+    out.push_back({offset + done, data.subspan(done, n), 0, {}, durable});
+  }
 }
 
 void AtomicWriter::write_batch(std::span<BatchWrite> writes, bool fua) {

@@ -16,9 +16,10 @@
 // journaled writes in flight, fdatasync the device, reset the journal.
 // A failed device fdatasync fails the writer for good (DESIGN.md §4, "fsyncgate"): the
 // kernel may have dropped the pages it could not write while marking them clean, so no
-// later sync could vouch for them. A failed durable in-place write counts as one (on RBD,
-// where every completed write is durable, that is also how a blocklisted, fenced server
-// stops for good). From then on every write, zero and flush fails with
+// later sync could vouch for them. A failed durable in-place write counts as one (on RBD
+// a blocklisted, fenced server meets it at its first FUA or writethrough write; a failed
+// journal commit or background writeback fails its own request or flush instead, which a
+// fenced server keeps meeting). From then on every write, zero and flush fails with
 // EIO naming the first failure, and the journal is never reset again: its records stay
 // for recovery at the next start, which writes them in place again and syncs (tests:
 // AtomicWriterTest.FailedDeviceSyncNeverResetsTheJournal and the fault soak).

@@ -9,7 +9,16 @@
 namespace untorn {
 namespace {
 
-std::string why(int ret) { return std::strerror(-ret); }
+std::string why(int ret) { return ceph_error_text(ret); }
+
+// For a command line a user pastes: single-quoted unless plain.
+std::string shell_word(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:@,") == std::string::npos)
+    return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
 
 // Owns a rados_t until handed over.
 struct ClusterHandle {
@@ -20,6 +29,13 @@ struct ClusterHandle {
 };
 
 }  // namespace
+
+std::string ceph_error_text(int ret) {
+  const int err = ret < 0 ? -ret : ret;
+  if (err == ESHUTDOWN)
+    return "this client is blocklisted by the cluster (fenced: another host may have taken the image over)";
+  return std::strerror(err);
+}
 
 std::shared_ptr<RadosCluster> RadosCluster::connect(const std::string& ceph_conf,
                                                     const std::string& ceph_id,
@@ -61,7 +77,7 @@ std::shared_ptr<RadosCluster> RadosCluster::connect(const std::string& ceph_conf
 }
 
 std::string RadosCluster::cli_options() const {
-  return (conf_.empty() ? std::string() : "--conf " + conf_ + " ") + "--name " + client_;
+  return (conf_.empty() ? std::string() : "--conf " + shell_word(conf_) + " ") + "--name " + shell_word(client_);
 }
 
 RadosCluster::~RadosCluster() {

@@ -14,6 +14,11 @@
 
 namespace untorn {
 
+// A librados/librbd error code (negative or not) in words. Ceph's EBLOCKLISTED is
+// ESHUTDOWN, whose strerror ("Cannot send after transport endpoint shutdown") would not
+// tell a user that this client has been fenced.
+std::string ceph_error_text(int ret);
+
 class RadosCluster {
  public:
   // Reads `ceph_conf` (empty: librados' default search), connects as client.<ceph_id>

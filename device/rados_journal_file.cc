@@ -54,7 +54,7 @@ std::string RadosJournalFile::set_aside_advice() const {
 
 void RadosJournalFile::fail(int ret, const char* what) const {
   throw IoError(ret == -ENOSPC || ret == -EDQUOT ? ENOSPC : EIO,
-                std::string(what) + " of journal " + name_ + ": " + std::strerror(-ret));
+                std::string(what) + " of journal " + name_ + ": " + ceph_error_text(ret));
 }
 
 void RadosJournalFile::refuse_if_readonly() const {

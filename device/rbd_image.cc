@@ -14,14 +14,7 @@
 namespace untorn {
 namespace {
 
-std::string why(int ret) {
-  const int err = ret < 0 ? -ret : ret;
-  // Ceph's EBLOCKLISTED is ESHUTDOWN, whose strerror ("Cannot send after transport
-  // endpoint shutdown") would not tell a user what happened.
-  if (err == ESHUTDOWN)
-    return "this client is blocklisted by the cluster (fenced: another host may have taken the image over)";
-  return std::strerror(err);
-}
+std::string why(int ret) { return ceph_error_text(ret); }
 
 [[noreturn]] void fail_open(const std::string& name, const std::string& what, int err) {
   throw IoError(err, "backing.rbd: RBD image " + name + ": " + what);

@@ -75,7 +75,7 @@ void Server::refuse_pending_journal_readonly() const {
   if (pending.foreign)
     throw IoError(EINVAL, what + "for another backing; a read-only server does not serve "
                                  "beside them. If the backing was copied or restored on "
-                                 "purpose, move the journal away");
+                                 "purpose, " + journal->set_aside_advice());
   throw IoError(EBUSY, what + "of acknowledged writes that may not be in the backing file "
                               "yet, and a read-only server cannot replay them: start untorn once "
                               "read-write (without -r or device.readonly) to recover, stop it, "

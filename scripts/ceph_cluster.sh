@@ -24,6 +24,9 @@ set -euo pipefail
 die() { echo "ceph_cluster.sh: $*" >&2; exit 1; }
 [ $# -ge 2 ] || die "usage: ceph_cluster.sh start|stop|kill-osd|start-osd|restart-osd DIR [options]"
 cmd=$1 dir=$2; shift 2
+# One spelling of DIR for every command: the daemons are known by DIR/ceph.conf on their
+# command lines (the --owner watchdog matches it).
+if [ "$cmd" != start ] && [ -d "$dir" ]; then dir=$(cd "$dir" && pwd); fi
 
 for tool in ceph-mon ceph-osd ceph rbd; do
   command -v "$tool" >/dev/null || die "$tool not found: run scripts/deps.sh test (Debian's ceph-mon, ceph-osd, ceph-common)"
@@ -50,10 +53,20 @@ start_osd() {
   ceph-osd --conf "$(conf)" -i 0 || die "ceph-osd did not start (log: $dir/log/ceph-osd.0.log)"
 }
 
+# After a restart: the mon keeps a killed lone osd "up" at its old address, so what shows
+# the new one serving is an answer from it.
+wait_osd_serving() {
+  wait_for "the restarted osd" 60 timeout 10 ceph --conf "$(conf)" tell osd.0 version
+}
+
+# Whether process $1 is a daemon of this cluster.
+ours() { grep -qaF -- "$dir/ceph.conf" "/proc/$1/cmdline" 2>/dev/null; }
+
 kill_osd() {
   local pidfile=$dir/run/osd.0.pid
   [ -f "$pidfile" ] || return 0
   local pid; pid=$(cat "$pidfile")
+  ours "$pid" || { rm -f "$pidfile"; return 0; }
   kill -9 "$pid" 2>/dev/null || true
   while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
   rm -f "$pidfile"
@@ -143,16 +156,17 @@ EOF
       # Polls: nothing waits on this; it only cleans up after an owner that died. It keeps
       # the daemons' pids itself: an owner that removed DIR took the pid files with it
       # (a daemon of this cluster is known by DIR/ceph.conf on its command line).
-      (pids=""
+      (set +e
+       pids=""
        while kill -0 "$owner" 2>/dev/null && [ -d "$dir" ]; do
-         pids=$(cat "$dir"/run/*.pid 2>/dev/null | tr '\n' ' ' || true)
+         for f in "$dir"/run/*.pid; do
+           [ -f "$f" ] && pids="$pids $(cat "$f" 2>/dev/null)"  # only ever added to
+         done
          sleep 2
        done
        "$0" stop "$dir"
        for pid in $pids; do
-         if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir/ceph.conf"; then
-           kill -9 "$pid" 2>/dev/null || true
-         fi
+         if ours "$pid"; then kill -9 "$pid" 2>/dev/null; fi
        done) </dev/null >/dev/null 2>&1 &
     fi
     echo "$dir/ceph.conf"
@@ -162,13 +176,14 @@ EOF
     for pidfile in "$dir"/run/*.pid; do
       [ -f "$pidfile" ] || continue
       pid=$(cat "$pidfile")
+      ours "$pid" || continue  # a stale pid file: that pid may be another process now
       kill -9 "$pid" 2>/dev/null || true
       while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
     done
     rm -rf "$dir"
     ;;
   kill-osd) kill_osd ;;
-  start-osd) start_osd ;;
-  restart-osd) kill_osd; start_osd ;;
+  start-osd) start_osd; wait_osd_serving ;;
+  restart-osd) kill_osd; start_osd; wait_osd_serving ;;
   *) die "unknown command $cmd" ;;
 esac

@@ -21,13 +21,24 @@ bpo_install() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get $opts install -y -q --no-install-recommends \
     -t bookworm-backports "$1"
 }
+for opt in "$@"; do
+  case $opt in
+    --qemu-utils | --qemu-rbd) ;;
+    *) echo "setup-host.sh: unknown option $opt (known: --qemu-utils, --qemu-rbd)" >&2; exit 2 ;;
+  esac
+done
 bpo_install qemu-system-x86 qemu-system-x86_64 "QEMU"
 for opt in "$@"; do
   case $opt in
     --qemu-utils) bpo_install qemu-utils qemu-img "qemu-utils (qemu-img, qemu-storage-daemon)" ;;
     --qemu-rbd)
       bpo_install qemu-utils qemu-img "qemu-utils (qemu-img, qemu-storage-daemon)"
-      want=$(dpkg-query -W -f='${Version}' qemu-utils)
+      want=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+      case $want in
+        *bpo12*) ;;
+        *) echo "setup-host.sh: --qemu-rbd needs qemu-utils from bookworm-backports (QEMU's rbd module" \
+                "must match its build); installed: ${want:-none}" >&2; exit 1 ;;
+      esac
       if [ "$(dpkg-query -W -f='${Version}' qemu-block-extra 2>/dev/null || true)" = "$want" ]; then
         vm_say "qemu-block-extra $want already installed"
       else

@@ -21,5 +21,4 @@ done
   echo "rbd.sh: QEMU's rbd driver (qemu-block-extra) could not be installed; its rows will be skipped" >&2
 [ -f "$build/build.ninja" ] || meson setup "$build" >/dev/null
 ninja -C "$build" plugin/nbdkit-untorn-plugin.so tools/untorn-listen >/dev/null
-cd "$repo/tests/bench"
 exec python3 "$repo/tests/bench/rbd_bench.py" --build "$build" "$@"

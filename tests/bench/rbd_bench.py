@@ -23,7 +23,9 @@ Targets:
                       like the uncached rows below
   nbdkit-memory       the NBD protocol's ceiling on this machine (the anchor)
   qsd-rbd             qemu-storage-daemon, rbd driver, cache.direct=off (QEMU then turns
-                      librbd's writeback cache on: replies before the OSDs have the data)
+                      librbd's cache on; given rbd_cache_writethrough_until_flush=false,
+                      since fio sends no flush, it is a writeback cache from the start:
+                      replies before the OSDs have the data)
   qsd-rbd-direct      the same with cache.direct=on (librbd cache off)
   fio-rbd             fio's rbd engine: librbd straight, no NBD hop, no cache
 """
@@ -61,7 +63,8 @@ class Section:
 
     @property
     def warm(self):
-        return ["--rw=read", "--bs=1M", "--iodepth=8", f"--size={IMAGE_SIZE}"] if self.direction == "read" else None
+        return ["--rw=read", "--bs=1M", "--iodepth=8", f"--size={IMAGE_SIZE}", "--output-format=json"] \
+            if self.direction == "read" else None
 
     def fio_job(self, runtime, ramp):
         return [f"--rw={self.rw}", f"--bs={self.bs}", "--iodepth=32", f"--size={IMAGE_SIZE}",
@@ -104,6 +107,14 @@ class Cluster:
             raise RuntimeError(f"scripts/ceph_cluster.sh start failed:\n{r.stderr[-3000:]}")
         self.conf = os.path.join(self.dir, "ceph.conf")
         os.environ["CEPH_CONF"] = self.conf  # fio's rbd engine reads its ceph.conf from there
+        # qsd-rbd's: librbd's cache stays writethrough until the client's first flush
+        # (rbd_cache_writethrough_until_flush), and fio never sends one.
+        self.writeback_conf = os.path.join(work, "ceph-writeback.conf")
+        with open(self.conf) as f, open(self.writeback_conf, "w") as out:
+            for line in f:
+                out.write(line)
+                if line.strip() == "[client]":
+                    out.write("rbd cache writethrough until flush = false\n")
         try:
             self.rbd(["create", "--size", f"{IMAGE_SIZE // MiB}M", "--object-size", "64K", "rbd/bench64k"])
             # Every target reads data, not holes: both images written once, sequentially.
@@ -135,7 +146,7 @@ def run_target(b, cluster, sec, target, runtime, ramp):
     if target == "fio-rbd":
         base = cluster.fio_rbd(sec.image, target)
         if sec.warm:
-            fio_json(base + sec.warm + ["--output-format=json"])
+            fio_json(base + sec.warm)
         return figures(fio_json(base + sec.fio_job(runtime, ramp)), sec.direction)
     sock = os.path.join(b, target + ".sock")
     log = os.path.join(b, target + ".log")
@@ -155,8 +166,9 @@ def run_target(b, cluster, sec, target, runtime, ramp):
             raise Skip("qemu-storage-daemon is not installed (vm-images/setup-host.sh --qemu-rbd)")
         pool, image = sec.image.split("/")
         direct = "on" if target == "qsd-rbd-direct" else "off"
+        conf = cluster.conf if direct == "on" else cluster.writeback_conf
         argv = ["qemu-storage-daemon",
-                "--blockdev", f"driver=rbd,node-name=disk,pool={pool},image={image},conf={cluster.conf},"
+                "--blockdev", f"driver=rbd,node-name=disk,pool={pool},image={image},conf={conf},"
                               f"cache.direct={direct}",
                 "--nbd-server", f"addr.type=unix,addr.path={sock}",
                 "--export", "type=nbd,id=e,node-name=disk,name=disk,writable=on"]
@@ -170,7 +182,7 @@ def run_target(b, cluster, sec, target, runtime, ramp):
     try:
         base = ["fio", f"--name={target}", "--ioengine=nbd", f"--uri={srv.uri}"]
         if sec.warm:
-            fio_json(base + sec.warm + ["--output-format=json"])
+            fio_json(base + sec.warm)
         row = figures(fio_json(base + sec.fio_job(runtime, ramp)), sec.direction)
     finally:
         srv.stop()

@@ -53,6 +53,7 @@ inline void use_tsan_options_for_ceph() {
   if (!pre || std::string(pre).find("libtsan") == std::string::npos) return;
   const char* tsan = std::getenv("TSAN_OPTIONS");
   std::string env = std::getenv("UNTORN_NBDKIT_ENV") ? std::getenv("UNTORN_NBDKIT_ENV") : "";
+  if (env.find("ignore_noninstrumented_modules") != std::string::npos) return;  // a second cluster
   env += std::string(env.empty() ? "" : " ") + "TSAN_OPTIONS=" + (tsan ? std::string(tsan) + ":" : "") +
          "ignore_noninstrumented_modules=1";
   setenv("UNTORN_NBDKIT_ENV", env.c_str(), 1);

@@ -385,7 +385,14 @@ TEST(AtomicWriterTest, FailedDurableWriteFencesLikeAFailedSync) {
   device.fail_writes(1, EIO);
   EXPECT_THROW(writer.write(0, std::vector<std::byte>(4096, std::byte{1}), true, /*fua=*/true), IoError);
   EXPECT_TRUE(writer.failed());
-  EXPECT_THROW(writer.flush(), IoError);
+  try {
+    writer.flush();
+    ADD_FAILURE() << "a flush after a failed durable write succeeded";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.err(), EIO);
+    EXPECT_NE(std::string(e.what()).find("a durable write of the backing failed earlier ("), std::string::npos)
+        << e.what();
+  }
   // A plain write failing (not durable) fails that request only, as before.
   MemoryDevice memory2{std::vector<std::byte>(kSize)};
   memory2.set_durable_writes(true);
