@@ -487,9 +487,16 @@ TEST_F(RbdTest, AFencedServerFailsWritesWithEioAndAnotherHostTakesOver) {
   EXPECT_EQ(nbd_get_errno(), EIO) << nbd_get_error();
   EXPECT_EQ(nbd_flush(a.get(), 0), -1);
   a.reset();
-  const int status = server_->stop();
-  EXPECT_TRUE(WIFEXITED(status)) << "status " << status;
-  EXPECT_THAT(server_->stderr_text(), HasSubstr("shutdown: could not write everything back"));
+  if (sanitizer_preload()) {
+    // A's exit after its failed shutdown writeback meets nbdkit's exit deadlock under a
+    // sanitizer preload (libp11-kit's destructor in freelocale, seen with gdb, as in
+    // kPreloadSkip): A dies by SIGKILL there; the plain build checks its exit.
+    server_->kill_hard();
+  } else {
+    const int status = server_->stop();
+    EXPECT_TRUE(WIFEXITED(status)) << "status " << status;
+    EXPECT_THAT(server_->stderr_text(), HasSubstr("shutdown: could not write everything back"));
+  }
   EXPECT_EQ(difference(pread_ok(b.get(), kImageSize, 0), model), "");
   b.reset();
   ASSERT_EQ(second_->stop(), 0) << second_->stderr_text();
