@@ -7,9 +7,19 @@
 # bench_median: folds repeated results of one name (rounds) into one: the median IOPS and
 #   bandwidth of its runs, and its highest peak RSS; prints each name's runs to stderr.
 # bench_table BASELINE: prints IOPS, MiB/s and BASELINE's IOPS over each target's.
+# bench_build_dir ARGS...: the DIR of `--build DIR` among a driver's arguments (default
+#   build/ in the repository).
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bench_results=()
 bench_pid=""
+
+bench_build_dir() {
+  local build="$repo/build" args=("$@") i
+  for ((i = 0; i < ${#args[@]}; i++)); do
+    [ "${args[$i]}" = --build ] && [ $((i + 1)) -lt ${#args[@]} ] && build=${args[$((i + 1))]}
+  done
+  echo "$build"
+}
 
 bench_setup() {
   "$repo/scripts/deps.sh" bench

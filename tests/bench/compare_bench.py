@@ -209,6 +209,51 @@ def med(v):
     return statistics.median(v) if v else float("nan")
 
 
+def select(ap, a, secs, all_anchors):
+    """The sections --only names (all by default) and the anchors --anchors names."""
+    if a.only:
+        wanted = a.only.split(",")
+        unknown = [w for w in wanted if w not in [s.name for s in secs]]
+        if unknown:
+            ap.error(f"--only: unknown section(s) {', '.join(unknown)}; sections: {', '.join(s.name for s in secs)}")
+        secs = [s for s in secs if s.name in wanted]
+    anchors = a.anchors.split(",") if a.anchors else list(all_anchors)
+    bad = [x for x in anchors if x not in all_anchors]
+    if bad:
+        ap.error(f"--anchors: unknown {', '.join(bad)}; anchors: {', '.join(all_anchors)}")
+    return secs, anchors
+
+
+def finish(skipped, tsv, tsv_rows, started):
+    """Lists the skipped anchors with their reasons, writes the rows to `tsv`; returns it."""
+    if skipped:
+        print("\nskipped anchors, with their reasons:")
+        for t, why in skipped.items():
+            print(f"  {t}: {why}")
+    with open(tsv, "w") as f:
+        f.write("\n".join(tsv_rows) + "\n")
+    print(f"\nrows: {tsv} ({time.monotonic() - started:.0f} s)")
+    return tsv
+
+
+def run_rounds(rounds, targets, runs, skipped, run_one):
+    """Runs every target once per round, interleaved; appends each row to runs[target].
+    A target that raises Skip is recorded in `skipped` with its reason and not run again."""
+    for rnd in range(rounds):
+        for t in targets:
+            if t in skipped:
+                continue
+            try:
+                row = run_one(t)
+            except Skip as e:
+                skipped[t] = str(e)
+                say(f"  SKIPPED {t}: {e}")
+                continue
+            runs[t].append(row)
+            say(f"  round {rnd + 1} {t}: {row['iops']:.0f} IOPS {row['mibs']:.0f} MiB/s "
+                f"p50 {row['p50']:.0f} us p99 {row['p99']:.0f} us")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(REPO, "build"))
@@ -224,16 +269,7 @@ def main():
     if a.quick:
         a.runtime, a.rounds = 1, 1
     secs = sections(a.quick)
-    if a.only:
-        wanted = a.only.split(",")
-        unknown = [w for w in wanted if w not in [s.name for s in secs]]
-        if unknown:
-            ap.error(f"--only: unknown section(s) {', '.join(unknown)}; sections: {', '.join(s.name for s in secs)}")
-        secs = [s for s in secs if s.name in wanted]
-    anchors = a.anchors.split(",") if a.anchors else ANCHORS
-    bad = [x for x in anchors if x not in ANCHORS]
-    if bad:
-        ap.error(f"--anchors: unknown {', '.join(bad)}; anchors: {', '.join(ANCHORS)}")
+    secs, anchors = select(ap, a, secs, ANCHORS)
     os.makedirs(a.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="untorn-compare.", dir=os.environ.get("TMPDIR", "/var/tmp"))
     b = Bench(a.build, work)
@@ -246,19 +282,8 @@ def main():
             runs = {t: [] for t in targets}
             say(f"== [{si + 1}/{len(secs)}] {sec.name}: {len(targets)} targets x {a.rounds} round(s)"
                 f" ({time.monotonic() - started:.0f} s so far)")
-            for rnd in range(a.rounds):
-                for t in targets:
-                    if t in skipped:
-                        continue
-                    try:
-                        row = run_target(b, sec, t, a.runtime, 0 if a.quick else 1)
-                    except Skip as e:
-                        skipped[t] = str(e)
-                        say(f"  SKIPPED {t}: {e}")
-                        continue
-                    runs[t].append(row)
-                    say(f"  round {rnd + 1} {t}: {row['iops']:.0f} IOPS {row['mibs']:.0f} MiB/s "
-                        f"p50 {row['p50']:.0f} us p99 {row['p99']:.0f} us")
+            run_rounds(a.rounds, targets, runs, skipped,
+                       lambda t: run_target(b, sec, t, a.runtime, 0 if a.quick else 1))
             print(f"\n== {sec.name}: {sec.rw} bs={sec.bs} QD{sec.depth} on {sec.conns} connection(s), "
                   f"{sec.size // MiB} MiB; medians of {a.rounds} round(s)")
             print(f"{'target':<26} {'IOPS':>9} {'MiB/s':>8} {'p50 us':>8} {'p99 us':>8} {'RSS MiB':>8} "
@@ -284,14 +309,7 @@ def main():
             sys.stdout.flush()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if skipped:
-        print("\nskipped anchors, with their reasons:")
-        for t, why in skipped.items():
-            print(f"  {t}: {why}")
-    tsv = os.path.join(a.out, "compare_bench.tsv")
-    with open(tsv, "w") as f:
-        f.write("\n".join(tsv_rows) + "\n")
-    print(f"\nrows: {tsv} ({time.monotonic() - started:.0f} s)")
+    tsv = finish(skipped, os.path.join(a.out, "compare_bench.tsv"), tsv_rows, started)
     if shutil.which("gnuplot"):
         png = os.path.join(a.out, "compare_bench.png")
         script = f"""set terminal pngcairo size 1600,700 noenhanced

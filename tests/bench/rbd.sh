@@ -7,12 +7,8 @@
 # Usage: tests/bench/rbd.sh [--rounds N] [--runtime S] [--bluestore] [--only SECTION[,...]]
 #                           [--anchors A[,...]] [--out DIR] [--build DIR] [--quick]
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-build="$repo/build"
-args=("$@")
-for ((i = 0; i < ${#args[@]}; i++)); do
-  [ "${args[$i]}" = --build ] && [ $((i + 1)) -lt ${#args[@]} ] && build=${args[$((i + 1))]}
-done
+source "$(dirname "$0")/bench_lib.sh"  # sets $repo
+build=$(bench_build_dir "$@")
 "$repo/scripts/deps.sh" bench
 "$repo/scripts/deps.sh" test >/dev/null  # librbd-dev and the Ceph daemons
 # qemu-storage-daemon's rows are skipped, with the reason, where its rbd driver cannot be

@@ -33,23 +33,18 @@ import argparse
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 from bench_server import Server
-from compare_bench import Skip, figures, fio_json
+from compare_bench import Skip, figures, finish, fio_json, med, run_rounds, say, select
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GiB = 1 << 30
 MiB = 1 << 20
 IMAGE_SIZE = GiB
-
-
-def say(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 class Section:
@@ -191,10 +186,6 @@ def run_target(b, cluster, sec, target, runtime, ramp):
     return row
 
 
-def med(v):
-    return statistics.median(v) if v else float("nan")
-
-
 ARGS = None
 
 
@@ -215,16 +206,7 @@ def main():
     if a.quick:
         a.runtime, a.rounds = 2, 1
     secs = sections()
-    if a.only:
-        wanted = a.only.split(",")
-        unknown = [w for w in wanted if w not in [s.name for s in secs]]
-        if unknown:
-            ap.error(f"--only: unknown section(s) {', '.join(unknown)}; sections: {', '.join(s.name for s in secs)}")
-        secs = [s for s in secs if s.name in wanted]
-    anchors = a.anchors.split(",") if a.anchors else ANCHORS
-    bad = [x for x in anchors if x not in ANCHORS]
-    if bad:
-        ap.error(f"--anchors: unknown {', '.join(bad)}; anchors: {', '.join(ANCHORS)}")
+    secs, anchors = select(ap, a, secs, ANCHORS)
     os.makedirs(a.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="untorn-rbd-bench.", dir=os.environ.get("TMPDIR", "/var/tmp"))
     tsv_rows = ["section\ttarget\tiops\tmibs\tp50_us\tp99_us\tuntorn_over_target\tuntorn_writethrough_over_target"]
@@ -238,19 +220,7 @@ def main():
             runs = {t: [] for t in targets}
             say(f"== [{si + 1}/{len(secs)}] {sec.name}: {len(targets)} targets x {a.rounds} round(s)"
                 f" ({time.monotonic() - started:.0f} s so far)")
-            for rnd in range(a.rounds):
-                for t in targets:
-                    if t in skipped:
-                        continue
-                    try:
-                        row = run_target(work, cluster, sec, t, a.runtime, 1)
-                    except Skip as e:
-                        skipped[t] = str(e)
-                        say(f"  SKIPPED {t}: {e}")
-                        continue
-                    runs[t].append(row)
-                    say(f"  round {rnd + 1} {t}: {row['iops']:.0f} IOPS {row['mibs']:.0f} MiB/s "
-                        f"p50 {row['p50']:.0f} us p99 {row['p99']:.0f} us")
+            run_rounds(a.rounds, targets, runs, skipped, lambda t: run_target(work, cluster, sec, t, a.runtime, 1))
             print(f"\n== {sec.name}: {sec.rw} bs={sec.bs}{' ' + ' '.join(sec.extra) if sec.extra else ''} QD32, "
                   f"{sec.image}, {IMAGE_SIZE // MiB} MiB; medians of {a.rounds} round(s)")
             print(f"{'target':<32} {'IOPS':>9} {'MiB/s':>8} {'p50 us':>8} {'p99 us':>8} {'untorn/x':>9} {'wt/x':>6}")
@@ -278,14 +248,7 @@ def main():
         if cluster:
             cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
-    if skipped:
-        print("\nskipped anchors, with their reasons:")
-        for t, why in skipped.items():
-            print(f"  {t}: {why}")
-    tsv = os.path.join(a.out, "rbd_bench.tsv")
-    with open(tsv, "w") as f:
-        f.write("\n".join(tsv_rows) + "\n")
-    print(f"\nrows: {tsv} ({time.monotonic() - started:.0f} s)")
+    finish(skipped, os.path.join(a.out, "rbd_bench.tsv"), tsv_rows, started)
 
 
 if __name__ == "__main__":
