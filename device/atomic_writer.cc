@@ -88,7 +88,7 @@ void AtomicWriter::throw_if_failed() const {
   if (!failed()) return;
   std::lock_guard lk(failure_mutex_);
   throw IoError(EIO, failure_ +
-                         "); writes and flushes fail until untorn is restarted, because the "
+                         "; writes and flushes fail until untorn is restarted, because the "
                          "backing may have dropped data it could not write (the journal keeps "
                          "its records for recovery at the next start)");
 }
@@ -157,7 +157,7 @@ void AtomicWriter::sync_device() {
 void AtomicWriter::fail_for_good(const char* what, const std::string& failure) {
   {
     std::lock_guard fl(failure_mutex_);
-    if (!failed()) failure_ = std::string(what) + " failed earlier (" + failure;
+    if (!failed()) failure_ = std::string(what) + " failed earlier (" + failure + ")";
     failed_.store(true, std::memory_order_release);
   }
   log_warning(std::string(what) + " failed: " + failure +

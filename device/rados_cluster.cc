@@ -9,7 +9,6 @@
 namespace untorn {
 namespace {
 
-std::string why(int ret) { return ceph_error_text(ret); }
 
 // For a command line a user pastes: single-quoted unless plain.
 std::string shell_word(const std::string& s) {
@@ -44,13 +43,13 @@ std::shared_ptr<RadosCluster> RadosCluster::connect(const std::string& ceph_conf
   const std::string client = "client." + id;
   ClusterHandle cluster;
   int r = rados_create2(&cluster.h, "ceph", client.c_str(), 0);
-  if (r < 0) throw IoError(-r, "backing.ceph_id: cannot make a Ceph client " + client + ": " + why(r));
+  if (r < 0) throw IoError(-r, "backing.ceph_id: cannot make a Ceph client " + client + ": " + ceph_error_text(r));
   r = rados_conf_read_file(cluster.h, ceph_conf.empty() ? nullptr : ceph_conf.c_str());
   if (r < 0)
     throw IoError(-r, ceph_conf.empty()
                           ? "backing.ceph_conf: no ceph.conf found where librados looks "
                             "(/etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf): give one"
-                          : "backing.ceph_conf: " + ceph_conf + ": cannot read it: " + why(r));
+                          : "backing.ceph_conf: " + ceph_conf + ": cannot read it: " + ceph_error_text(r));
   // A write that returns must be on the OSDs: no librbd cache acknowledging early.
   rados_conf_set(cluster.h, "rbd_cache", "false");
   // Fail a start against an unreachable cluster in 30 s, not librados' 300.
@@ -59,12 +58,12 @@ std::shared_ptr<RadosCluster> RadosCluster::connect(const std::string& ceph_conf
   if (r < 0)
     throw IoError(-r, "backing.ceph_conf: cannot connect to the Ceph cluster " +
                           (ceph_conf.empty() ? std::string("librados found") : ceph_conf + " names") +
-                          " as " + client + " (backing.ceph_id): " + why(r));
+                          " as " + client + " (backing.ceph_id): " + ceph_error_text(r));
   rados_ioctx_t ioctx = nullptr;
   r = rados_ioctx_create(cluster.h, pool.c_str(), &ioctx);
   if (r < 0)
     throw IoError(-r, "backing.rbd: pool '" + pool + "': " +
-                          (r == -ENOENT ? std::string("no such pool in the cluster") : why(r)));
+                          (r == -ENOENT ? std::string("no such pool in the cluster") : ceph_error_text(r)));
   log_debug("connected to the Ceph cluster as " + client + ", pool " + pool);
   try {
     auto out = std::make_shared<RadosCluster>(MadeBy{}, cluster.h, ioctx, pool, client, ceph_conf);

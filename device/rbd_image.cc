@@ -14,7 +14,6 @@
 namespace untorn {
 namespace {
 
-std::string why(int ret) { return ceph_error_text(ret); }
 
 [[noreturn]] void fail_open(const std::string& name, const std::string& what, int err) {
   throw IoError(err, "backing.rbd: RBD image " + name + ": " + what);
@@ -33,7 +32,7 @@ struct Completion {
   rbd_completion_t c = nullptr;
   Completion() {
     int r = rbd_aio_create_completion(nullptr, nullptr, &c);
-    if (r < 0) throw IoError(-r, "librbd: cannot make a completion: " + why(r));
+    if (r < 0) throw IoError(-r, "librbd: cannot make a completion: " + ceph_error_text(r));
   }
   ~Completion() {
     if (c) rbd_aio_release(c);
@@ -112,7 +111,7 @@ void refuse_client_cache(rbd_image_t image, const std::string& name) {
     options.resize(static_cast<size_t>(count));
     r = rbd_config_image_list(image, options.data(), &count);
   }
-  if (r < 0) fail_open(name, "cannot read its effective configuration: " + why(r), -r);
+  if (r < 0) fail_open(name, "cannot read its effective configuration: " + ceph_error_text(r), -r);
   std::string refused;
   for (int i = 0; i < count; ++i) {
     const std::string key = options[i].name ? options[i].name : "";
@@ -149,15 +148,15 @@ std::unique_ptr<RbdImage> RbdImage::open(const Config::Backing& backing, uint32_
                         " --size ...`)",
               ENOENT);
   if (r == -EACCES || r == -EPERM)
-    fail_open(name, "cannot open: " + why(r) + ": " + cluster->client() +
+    fail_open(name, "cannot open: " + ceph_error_text(r) + ": " + cluster->client() +
                         " (backing.ceph_id) lacks the caps for it (`ceph auth get " + cluster->client() + "`)",
               -r);
-  if (r < 0) fail_open(name, "cannot open: " + why(r), -r);
+  if (r < 0) fail_open(name, "cannot open: " + ceph_error_text(r), -r);
 
   if (!readonly) {
     uint64_t features = 0;
     r = rbd_get_features(image.h, &features);
-    if (r < 0) fail_open(name, "cannot read its features: " + why(r), -r);
+    if (r < 0) fail_open(name, "cannot read its features: " + ceph_error_text(r), -r);
     if (!(features & RBD_FEATURE_EXCLUSIVE_LOCK))
       fail_open(name,
                 "has no exclusive-lock feature, so nothing stops a second server writing it; "
@@ -169,17 +168,17 @@ std::unique_ptr<RbdImage> RbdImage::open(const Config::Backing& backing, uint32_
                           ", which holds its exclusive lock (another untorn server, or a QEMU or "
                           "rbd client); once that client is dead its lock is broken at the next open",
                 EBUSY);
-    if (r < 0) fail_open(name, "cannot take its exclusive lock: " + why(r), -r);
+    if (r < 0) fail_open(name, "cannot take its exclusive lock: " + ceph_error_text(r), -r);
   }
 
   uint64_t size = 0;
   r = rbd_get_size(image.h, &size);
-  if (r < 0) fail_open(name, "cannot read its size: " + why(r), -r);
+  if (r < 0) fail_open(name, "cannot read its size: " + ceph_error_text(r), -r);
   const SizePlan plan = plan_backing_size(size, backing, logical_block_size, readonly, "image");
   if (!plan.problem.empty()) fail_open(name, plan.problem, EINVAL);
   if (plan.resize) {
     r = rbd_resize(image.h, plan.serve);
-    if (r < 0) fail_open(name, "cannot resize: " + why(r), -r);
+    if (r < 0) fail_open(name, "cannot resize: " + ceph_error_text(r), -r);
     log_info("resized RBD image " + name + " from " + conf::format_size(size) + " to " +
              conf::format_size(plan.serve));
     size = plan.serve;
@@ -190,7 +189,7 @@ std::unique_ptr<RbdImage> RbdImage::open(const Config::Backing& backing, uint32_
   out->size_ = size;
   rbd_image_info_t info{};
   r = rbd_stat(out->image_, &info, sizeof info);
-  if (r < 0) fail_open(name, "cannot stat: " + why(r), -r);
+  if (r < 0) fail_open(name, "cannot stat: " + ceph_error_text(r), -r);
   out->object_size_ = info.obj_size;
   if (out->object_size_ < 4096 || !conf::is_power_of_two(out->object_size_))
     fail_open(name, "its object size " + std::to_string(out->object_size_) + " is not a power of two >= 4K",
@@ -209,7 +208,7 @@ std::unique_ptr<RbdImage> RbdImage::open(const Config::Backing& backing, uint32_
   if (!readonly) refuse_client_cache(out->image_, name);
   char id[128] = {};
   r = rbd_get_id(out->image_, id, sizeof id);
-  if (r < 0) fail_open(name, "cannot read its id: " + why(r), -r);
+  if (r < 0) fail_open(name, "cannot read its id: " + ceph_error_text(r), -r);
   out->image_id_ = id;
   struct timespec created {};
   if (rbd_get_create_timestamp(out->image_, &created) == 0)
@@ -245,7 +244,7 @@ void RbdImage::refuse_if_readonly(const char* what) const {
 void RbdImage::fail(int ret, const std::string& what, uint64_t offset, uint64_t length) const {
   const int err = ret < 0 ? -ret : EIO;
   const std::string message = description_ + ": " + what + " of " + std::to_string(length) + " bytes at " +
-                              std::to_string(offset) + " failed: " + why(err);
+                              std::to_string(offset) + " failed: " + ceph_error_text(err);
   // The client sees EIO for an I/O error, ENOSPC as itself (a full cluster), and EIO for
   // anything else librbd says (a blocklisted client gets ESHUTDOWN/EBLOCKLISTED).
   throw IoError(err == ENOSPC || err == EDQUOT ? ENOSPC : EIO, message);
@@ -333,7 +332,7 @@ std::vector<Extent> RbdImage::extents(uint64_t offset, uint64_t length) {
 uint64_t RbdImage::size_on_disk() const {
   uint64_t size = 0;
   int r = rbd_get_size(image_, &size);
-  if (r < 0) throw IoError(EIO, description_ + ": cannot read its size: " + why(r));
+  if (r < 0) throw IoError(EIO, description_ + ": cannot read its size: " + ceph_error_text(r));
   return size;
 }
 
